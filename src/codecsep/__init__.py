@@ -1,0 +1,24 @@
+"""CodecSep: text-prompted sound separation on neural-codec latents and code streams."""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+# Public API, imported lazily so `import codecsep` stays cheap (no torch model loading at import).
+_LAZY = {
+    "Separator": "codecsep.separators.separator",
+    "load_audio": "codecsep.audio",
+    "save_audio": "codecsep.audio",
+    "load_codec": "codecsep.codecs",
+    "si_sdr": "codecsep.metrics",
+    "si_sdr_improvement": "codecsep.metrics",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'codecsep' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

@@ -1,0 +1,29 @@
+"""Exception types with one-line, user-facing messages."""
+
+
+class CodecSepError(Exception):
+    """Base class: the CLI prints these as one line, without a traceback."""
+
+
+class AudioError(CodecSepError):
+    """A problem with an input or output audio file (missing, unreadable, empty, bad rate...)."""
+
+
+class CodesFileError(CodecSepError):
+    """A codes file that is truncated, corrupt, or made by another codec."""
+
+
+class MissingDependencyError(CodecSepError):
+    """An optional dependency is not installed; the message names the install command."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or fail with the install command to run."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            f"{module} is not installed: run `pip install 'codecsep[{extra}]'`"
+        ) from e

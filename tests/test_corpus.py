@@ -1,0 +1,221 @@
+"""Offline tests of the corpus builder: label rules, splits, MIDI, dedup, trimming, captions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codecsep.data import corpus
+from codecsep.data.captions import CAPTIONS, PARAPHRASES_HELDOUT
+from codecsep.data.sources import instruments, processing, sfx, speech
+from codecsep.data.sources.base import Recording
+from codecsep.data.sources.processing import ProcessResult, TARGET_SR
+
+REAL_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "corpus" / "manifest.jsonl"
+
+
+# ------------------------------------------------------------------ label rules ---------------
+
+@pytest.mark.parametrize("package, path, label", [
+    ("0ad-data", "/_unz/public.zip/audio/resource/lumbering/lumber_tree_14.ogg", "axe chopping"),
+    ("0ad-data", "/_unz/public.zip/audio/resource/lumbering/lumber_treeexpire_01.ogg", None),
+    ("0ad-data", "/_unz/public.zip/audio/actor/fauna/death/death_horse_12.ogg", "horse"),
+    ("0ad-data", "/_unz/public.zip/audio/actor/human/death/male_death_30.ogg", "scream"),
+    ("0ad-data", "/_unz/public.zip/audio/attack/impact/arrow_metal_13.ogg", "sword clash"),
+    ("0ad-data", "/_unz/public.zip/audio/attack/impact/arrow_wood_13.ogg", "bow and arrow"),
+    ("0ad-data", "/_unz/public.zip/audio/voice/latin/civ/civ_male_hello_1.ogg", None),
+    ("0ad-data", "/_unz/public.zip/audio/interface/alarm/alarmvictory.ogg", None),
+    ("warmux-data", "/usr/share/games/warmux/sound/default/voices/fire1.ogg", None),
+    ("warmux-data", "/usr/share/games/warmux/sound/default/voices/injured_light5.ogg", "scream"),
+    ("warmux-data", "/usr/share/games/warmux/sound/default/weapons/explosion3.ogg", "explosion"),
+    ("warmux-data", "/usr/share/games/warmux/sound/default/weapons/disco_grenade_music.ogg",
+     None),
+    ("wesnoth-1.16-data", "/usr/share/games/wesnoth/1.16/data/core/sounds/human-die-2.ogg",
+     "scream"),
+    ("wesnoth-1.16-data", "/usr/share/games/wesnoth/1.16/data/core/sounds/wolf-growl-3.ogg",
+     "wolf"),
+    ("bucklespring-data", "/usr/share/bucklespring/wav/1c-1.wav", "keyboard typing"),
+    ("hedgewars-data", "/usr/share/games/hedgewars/Data/Sounds/voices/Pirate/Yessir.ogg", None),
+    ("lincity-ng-data", "/usr/share/games/lincity-ng/sounds/Blacksmith1.wav", "hammering"),
+    ("widelands-data", "/usr/share/games/widelands/data/sound/animals/bird4_02.ogg", "birdsong"),
+    ("tuxtype-data", "/usr/share/tuxtype/sounds/amidst_the_raindrops.ogg", None),
+])
+def test_label_rules(package, path, label):
+    assert sfx.label_of(package, path) == label
+
+
+def test_every_rule_label_has_captions():
+    for rule in sfx.RULES:
+        assert rule.label == "_skip" or rule.label in CAPTIONS
+    for label in instruments.INSTRUMENTS:
+        assert label in CAPTIONS
+
+
+@pytest.mark.parametrize("package, path, speaker", [
+    ("fillets-ng-data-nl", "/usr/share/games/fillets-ng/sound/wreck/nl/pot-m-klob.ogg",
+     "fillets-nl-m"),
+    ("fillets-ng-data", "/usr/share/games/fillets-ng/sound/city/en/vit-x-beg.ogg", None),
+    ("hedgewars-data", "/usr/share/games/hedgewars/Data/Sounds/voices/Pirate/Traitor.ogg",
+     "hedgewars-Pirate"),
+    ("asterisk-core-sounds-es-wav", "/usr/share/asterisk/sounds/es_MX_f_Allison/digits/1.wav",
+     "asterisk-allison"),
+    ("asterisk-core-sounds-en-wav", "/usr/share/asterisk/sounds/en/silence/1.wav", None),
+    ("0ad-data", "/_unz/public.zip/audio/voice/greek/civ/civ_female_hello_1.ogg",
+     "0ad-greek-female"),
+])
+def test_speaker_ids(package, path, speaker):
+    assert speech.speaker_of(package, path) == speaker
+
+
+def test_test_speakers_are_not_train_speakers():
+    held_out = {s for s, split in speech.SPEAKER_SPLITS.items() if split != "train"}
+    assert "asterisk-allison" not in held_out  # Allison (en + es) is one train speaker
+    assert {"fillets-nl-m", "asterisk-it-carlo"} <= held_out
+
+
+# ------------------------------------------------------------------ splits --------------------
+
+def _rec(label, package, name, split=None, group=None):
+    return Recording(src=f"/x/{package}/{name}", label=label, category="sfx", source=package,
+                     source_id=f"{package}:{name}", split_group=group or package, split=split)
+
+
+def _synthetic_recordings():
+    recs = []
+    for i in range(30):  # one-package class: split by recording
+        recs.append(_rec("keyboard typing", "bucklespring-data", f"k{i}.wav"))
+    sizes = {"0ad-data": 20, "warmux-data": 6, "wesnoth-1.16-data": 5, "netpanzer-data": 3,
+             "freeciv-data": 2}
+    for pkg, n in sizes.items():  # several packages: split by package
+        recs += [_rec("explosion", pkg, f"e{i}.ogg") for i in range(n)]
+    recs += [_rec("speech", "fillets", f"s{i}.ogg", "train", "fillets-en-m") for i in range(5)]
+    recs += [_rec("speech", "fillets", f"t{i}.ogg", "test", "fillets-nl-m") for i in range(5)]
+    return recs
+
+
+def _assert_disjoint_sources(pairs):
+    splits_of = defaultdict(set)
+    for source_id, split in pairs:
+        splits_of[source_id].add(split)
+    leaked = {s: sp for s, sp in splits_of.items() if len(sp) > 1}
+    assert not leaked, f"source ids in several splits: {list(leaked.items())[:5]}"
+
+
+def test_split_assignment_synthetic():
+    recs = _synthetic_recordings()
+    splits = corpus.assign_splits(recs)
+    _assert_disjoint_sources((r.source_id, splits[r.key]) for r in recs)
+    per_label = defaultdict(set)
+    for r in recs:
+        per_label[r.label].add(splits[r.key])
+    for label, s in per_label.items():
+        assert {"train", "test"} <= s, label
+    # whole packages stay together for the multi-package class
+    by_pkg = defaultdict(set)
+    for r in recs:
+        if r.label == "explosion":
+            by_pkg[r.source].add(splits[r.key])
+    assert all(len(s) == 1 for s in by_pkg.values())
+    assert corpus.assign_splits(recs) == splits  # deterministic
+
+
+def test_split_by_recordings_proportions():
+    assign = corpus._split_by_recordings([f"r{i}" for i in range(100)])
+    counts = {s: list(assign.values()).count(s) for s in ("train", "valid", "test")}
+    assert counts == {"train": 70, "valid": 10, "test": 20}
+
+
+def test_real_manifest_has_no_source_in_two_splits():
+    if not REAL_MANIFEST.exists():
+        pytest.skip("no built corpus at data/corpus")
+    from codecsep.data.manifest import read_manifest
+
+    clips = read_manifest(REAL_MANIFEST)
+    _assert_disjoint_sources((c.source_id, c.split) for c in clips)
+    per_label = defaultdict(set)
+    for c in clips:
+        per_label[c.label].add(c.split)
+        assert set(c.captions).isdisjoint(PARAPHRASES_HELDOUT.get(c.label, []))
+    assert all({"train", "test"} <= s for s in per_label.values())
+
+
+# ------------------------------------------------------------------ MIDI ----------------------
+
+def test_midi_is_deterministic(tmp_path):
+    a = instruments.write_midi("violin", 7, [0, 1, 2], tmp_path / "a.mid")
+    b = instruments.write_midi("violin", 7, [0, 1, 2], tmp_path / "b.mid")
+    assert a == b
+    assert (tmp_path / "a.mid").read_bytes() == (tmp_path / "b.mid").read_bytes()
+    c = instruments.write_midi("violin", 8, [0, 1, 2], tmp_path / "c.mid")
+    assert (tmp_path / "c.mid").read_bytes() != (tmp_path / "a.mid").read_bytes()
+
+
+def test_midi_pieces_do_not_overlap_and_stay_in_range(tmp_path):
+    for label, inst in instruments.INSTRUMENTS.items():
+        spans = instruments.write_midi(label, 0, [0, 1, 2, 3], tmp_path / "x.mid")
+        for (_, _, end), (_, start, _) in zip(spans, spans[1:]):
+            assert start - end >= instruments.GAP_SECONDS - 1e-6
+        if not inst.drums:
+            for piece in range(4):
+                _, events = instruments.piece_events(label, 0, piece)
+                notes = [n for _, _, n, _ in events]
+                assert inst.low <= min(notes) and max(notes) <= inst.high, label
+
+
+# ------------------------------------------------------------------ processing -----------------
+
+def _tone(seconds, sr=TARGET_SR, amp=0.5):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def test_trim_silence_removes_leading_and_trailing_silence():
+    x = np.concatenate([np.zeros(TARGET_SR), _tone(1.0), np.zeros(2 * TARGET_SR)])
+    y = processing.trim_silence(x)
+    assert abs(len(y) / TARGET_SR - 1.0) < 0.15
+
+
+def test_process_audio_checks():
+    status, clips = processing.process_audio(np.zeros(TARGET_SR * 2, np.float32), TARGET_SR)
+    assert status == "near-silent" and not clips
+    status, clips = processing.process_audio(_tone(0.1), TARGET_SR)
+    assert status.startswith("too short") and not clips
+    status, clips = processing.process_audio(_tone(0.3), TARGET_SR)  # padded to 0.5 s
+    assert status == "ok" and len(clips[0]) == TARGET_SR // 2
+    status, clips = processing.process_audio(_tone(25.0, sr=22050), 22050)  # resampled and cut
+    assert status == "ok" and len(clips) == 3
+    assert all(len(c) <= 10 * TARGET_SR for c in clips)
+
+
+def test_deduplicate_by_md5_and_envelope():
+    recs = [_rec("explosion", "freeciv-data", "a.ogg"), _rec("explosion", "warzone", "a.ogg"),
+            _rec("explosion", "tuxmath", "b.wav"), _rec("explosion", "tuxtype", "c.wav")]
+    env_a = processing.envelope_hash(_tone(1.0))
+    results = [ProcessResult("ok", "m1", env_a, clips=[]), ProcessResult("ok", "m1", "e2", clips=[]),
+               ProcessResult("ok", "m3", env_a, clips=[]), ProcessResult("ok", "m4", "e4", clips=[])]
+    dropped = []
+    kept = corpus.deduplicate(recs, results, dropped)
+    assert [r.source for r, _ in kept] == ["freeciv-data", "tuxtype"]
+    assert len(dropped) == 2
+
+
+def test_envelope_hash_matches_copies_and_separates_takes():
+    x = _tone(1.0) * np.linspace(0, 1, TARGET_SR, dtype=np.float32)
+    assert processing.envelope_hash(x) == processing.envelope_hash(x * 0.5)
+    assert processing.envelope_hash(x) != processing.envelope_hash(x[::-1].copy())
+
+
+# ------------------------------------------------------------------ captions ------------------
+
+def test_captions_and_heldout_paraphrases():
+    assert set(CAPTIONS) == set(PARAPHRASES_HELDOUT)
+    for label, caps in CAPTIONS.items():
+        assert len(set(caps)) >= 4, label
+        held = PARAPHRASES_HELDOUT[label]
+        assert len(set(held)) >= 2, label
+        assert not set(held) & set(caps), label
+    all_train = {c for caps in CAPTIONS.values() for c in caps}
+    assert not all_train & {p for ps in PARAPHRASES_HELDOUT.values() for p in ps}
