@@ -73,7 +73,7 @@ def test_speaker_ids(package, path, speaker):
 def test_test_speakers_are_not_train_speakers():
     held_out = {s for s, split in speech.SPEAKER_SPLITS.items() if split != "train"}
     assert "asterisk-allison" not in held_out  # Allison (en + es) is one train speaker
-    assert {"fillets-nl-m", "asterisk-it-carlo"} <= held_out
+    assert {"fillets-nl-v", "asterisk-it-carlo"} <= held_out
 
 
 # ------------------------------------------------------------------ splits --------------------
@@ -219,3 +219,27 @@ def test_captions_and_heldout_paraphrases():
         assert not set(held) & set(caps), label
     all_train = {c for caps in CAPTIONS.values() for c in caps}
     assert not all_train & {p for ps in PARAPHRASES_HELDOUT.values() for p in ps}
+
+
+def test_non_speech_in_voice_packs_is_excluded():
+    assert speech.speaker_of("hedgewars-data", "/x/Sounds/voices/Default/Ow1.ogg") is None
+    assert speech.speaker_of("asterisk-core-sounds-en-wav", "/x/en/beep.wav") is None
+    assert sfx.label_of("hedgewars-data", "/x/Sounds/voices/Default/Ow1.ogg") == "scream"
+    assert sfx.label_of("hedgewars-data", "/x/Sounds/voices/Default/Laugh.ogg") == "laughter"
+
+
+def test_sf2_preset_reader(tmp_path):
+    import struct
+
+    def record(name, program, bank):
+        return name.encode().ljust(20, b"\0") + struct.pack("<HHHIII", program, bank, 0, 0, 0, 0)
+
+    records = record("Violin", 40, 0) + record("Drums", 0, 128) + record("EOP", 0, 0)
+    data = b"RIFF....sfbkpdtaphdr" + struct.pack("<I", len(records)) + records
+    (tmp_path / "x.sf2").write_bytes(data)
+    assert instruments.sf2_programs(str(tmp_path / "x.sf2")) == {40}
+
+
+def test_more_label_rules():
+    assert sfx.label_of("0ad-data", "/_unz/public.zip/audio/construction/con_wood_03.ogg") == "hammering"
+    assert sfx.label_of("0ad-data", "/_unz/public.zip/audio/resource/farming/hoe_03.ogg") == "digging"

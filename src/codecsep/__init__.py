@@ -12,6 +12,7 @@ _LAZY = {
     "load_codec": "codecsep.codecs",
     "si_sdr": "codecsep.metrics",
     "si_sdr_improvement": "codecsep.metrics",
+    "separate": "codecsep.separators.api",
 }
 
 

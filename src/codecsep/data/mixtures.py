@@ -578,6 +578,12 @@ class DnR(MixtureProtocol):
         ]
 
 
+def speaker_of(clip) -> str:
+    """The speaker id: the corpus records it in `extra["speaker"]` (its source_id is the
+    recording); public datasets without it use the source_id."""
+    return clip.extra.get("speaker", clip.source_id)
+
+
 class TwoSpeaker(MixtureProtocol):
     name = "two_speaker"
     config_class = TwoSpeakerConfig
@@ -586,8 +592,8 @@ class TwoSpeaker(MixtureProtocol):
         speech = [c for c in clips if c.category == "speech"]
         super().__init__(speech, config, cache_size)
         # speakers, not clips, are balanced: prolific speakers would dominate otherwise
-        self.pool = _Pool(self.clips, lambda c: c.source_id, "label")
-        _need(self.pool, 2, "speakers (source_id) of category speech", self.name)
+        self.pool = _Pool(self.clips, speaker_of, "label")
+        _need(self.pool, 2, "speakers of category speech", self.name)
 
     def choose(self, rng, rng_prompt):
         speakers = self.pool.pick_keys(rng, 2)

@@ -1,4 +1,5 @@
-"""A Transformer encoder over codec frames with FiLM conditioning in every layer (CodecSep masker).
+"""Transformer encoders over codec frames: with FiLM conditioning in every layer (CodecSep masker)
+or plain (`Transformer`: Codecformer, the Sepformer cost model, CodeSep).
 
 Post-LN by default as in the CodecSep paper; `norm_first=True` gives the pre-LN variant, which
 trains more stably at small batch sizes. FiLM follows each layer norm, as in the public code,
@@ -43,8 +44,14 @@ class SelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, t, c))
 
 
-class FiLMTransformerLayer(nn.Module):
-    def __init__(self, dim, heads, ffn_dim, cond_dim, dropout=0.1, norm_first=False, act="relu"):
+class TransformerLayer(nn.Module):
+    """Self-attention + feed-forward, post-LN (default) or pre-LN (`norm_first`).
+
+    `modulate(x, site, cond)` is applied after each of the two layer norms; it is the identity
+    here and FiLM in `FiLMTransformerLayer`, so both layers share one forward.
+    """
+
+    def __init__(self, dim, heads, ffn_dim, dropout=0.1, norm_first=False, act="relu"):
         super().__init__()
         self.norm_first = norm_first
         self.attn = SelfAttention(dim, heads, dropout)
@@ -55,16 +62,48 @@ class FiLMTransformerLayer(nn.Module):
             nn.Linear(ffn_dim, dim),
         )
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.film1, self.film2 = FiLM(cond_dim, dim), FiLM(cond_dim, dim)
         self.drop = nn.Dropout(dropout)
+
+    def modulate(self, x: torch.Tensor, site: int, cond) -> torch.Tensor:
+        return x
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C); `cond` is only used by subclasses that modulate."""
+        if self.norm_first:
+            x = x + self.drop(self.attn(self.modulate(self.norm1(x), 1, cond)))
+            return x + self.drop(self.ffn(self.modulate(self.norm2(x), 2, cond)))
+        x = self.modulate(self.norm1(x + self.drop(self.attn(x))), 1, cond)
+        return self.modulate(self.norm2(x + self.drop(self.ffn(x))), 2, cond)
+
+
+class FiLMTransformerLayer(TransformerLayer):
+    def __init__(self, dim, heads, ffn_dim, cond_dim, dropout=0.1, norm_first=False, act="relu"):
+        super().__init__(dim, heads, ffn_dim, dropout, norm_first, act)
+        self.film1, self.film2 = FiLM(cond_dim, dim), FiLM(cond_dim, dim)
+
+    def modulate(self, x: torch.Tensor, site: int, cond: torch.Tensor) -> torch.Tensor:
+        return (self.film1 if site == 1 else self.film2)(x, cond)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x (B, T, C), cond (B, E) -> (B, T, C)."""
-        if self.norm_first:
-            x = x + self.drop(self.attn(self.film1(self.norm1(x), cond)))
-            return x + self.drop(self.ffn(self.film2(self.norm2(x), cond)))
-        x = self.film1(self.norm1(x + self.drop(self.attn(x))), cond)
-        return self.film2(self.norm2(x + self.drop(self.ffn(x))), cond)
+        return super().forward(x, cond)
+
+
+class Transformer(nn.Module):
+    """A plain Transformer encoder (no conditioning): the same layers as FiLMTransformer."""
+
+    def __init__(self, dim, depth, heads, ffn_dim, dropout=0.1, norm_first=False, act="relu"):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerLayer(dim, heads, ffn_dim, dropout, norm_first, act) for _ in range(depth)
+        )
+        self.final_norm = nn.LayerNorm(dim) if norm_first else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C) with positions already added -> (B, T, C)."""
+        for layer in self.layers:
+            x = layer(x)
+        return self.final_norm(x)
 
 
 class FiLMTransformer(nn.Module):

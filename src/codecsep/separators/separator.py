@@ -95,10 +95,16 @@ class Separator(nn.Module):
         c = cond.unsqueeze(1).expand(p, b, cond.shape[1]).reshape(p * b, -1)
         return (self.masker(z, c) * z).reshape(p, b, *latent.shape[1:])
 
-    def forward(self, mixture: torch.Tensor, cond: torch.Tensor):
-        """Training pass: mixture (B, 1, T), cond (B, E) -> (target, residual), (B, 1, T) each."""
+    def forward(self, mixture: torch.Tensor, cond: torch.Tensor, bf16: bool = False):
+        """Training pass: mixture (B, 1, T), cond (B, E) -> (target, residual), (B, 1, T) each.
+
+        `bf16` runs the masker under bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16);
+        the codec transforms and the mask product stay in float32.
+        """
         z = self.codec.encode(mixture)
-        target = self.masker(z, cond) * z
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            mask = self.masker(z, cond)
+        target = mask.float() * z
         both = self.codec.decode(torch.cat([target, z - target]), mixture.shape[-1])
         return both.chunk(2)
 

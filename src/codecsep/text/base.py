@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import CodecSepError
+from ..errors import CodecSepError, MissingDependencyError
 
 CACHE_ENV = "CODECSEP_CACHE"
 
@@ -180,9 +180,7 @@ class CachedTextEncoder(TextEncoder):
         path = self._path(prompt)
         try:
             arr = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):  # truncated/corrupt file: recompute and overwrite it
+        except (OSError, ValueError):  # absent, or truncated/corrupt: recompute (and overwrite)
             return None
         if arr.shape != (self.dim,) or arr.dtype != np.float32 or not np.isfinite(arr).all():
             return None
@@ -242,17 +240,23 @@ class HashTextEncoder(TextEncoder):
         return f"hash-d{self.dim}-n{grams}-b{self.buckets}-s{self.seed}"
 
     def config(self) -> dict:
-        return {"name": "hash", "dim": self.dim, "ngrams": list(self.ngrams),
-                "buckets": self.buckets, "seed": self.seed}  # fmt: skip
+        return {
+            "name": "hash",
+            "dim": self.dim,
+            "ngrams": list(self.ngrams),
+            "buckets": self.buckets,
+            "seed": self.seed,
+        }
 
     def _bag(self, prompt: str) -> torch.Tensor:
         text = f" {prompt.lower()} "
-        counts = torch.zeros(self.buckets)
-        for n in self.ngrams:
-            for i in range(max(len(text) - n + 1, 1)):
-                digest = hashlib.blake2b(text[i : i + n].encode(), digest_size=8).digest()
-                counts[int.from_bytes(digest, "little") % self.buckets] += 1.0
-        return counts
+        grams = [text[i : i + n] for n in self.ngrams for i in range(max(len(text) - n + 1, 1))]
+        ids = [
+            int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little")
+            % self.buckets
+            for g in grams
+        ]
+        return torch.bincount(torch.tensor(ids), minlength=self.buckets).float()
 
     def _encode(self, prompts: list[str]) -> torch.Tensor:
         return torch.stack([self._bag(p) for p in prompts]) @ self.projection
@@ -318,6 +322,16 @@ def get_text_encoder(
 # ---------------------------------------------------------------------------------------------
 # Shared helpers for the transformers-backed encoders
 # ---------------------------------------------------------------------------------------------
+def require_installed(module: str, extra: str = "text") -> None:
+    """Fail early, without importing it, when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(
+            f"{module} is not installed: run `pip install 'codecsep[{extra}]'`"
+        )
+
+
 def offline_hub() -> None:
     """Keep huggingface_hub off the network (only effective before it is first imported)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import require
-from .base import TextEncoder, TextEncoderError, offline_hub, quiet_transformers
+from .base import (
+    TextEncoder,
+    TextEncoderError,
+    offline_hub,
+    quiet_transformers,
+    require_installed,
+)
 
 PATH_ENV = "CODECSEP_CLAP_PATH"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -37,7 +42,7 @@ class ClapTextEncoder(TextEncoder):
         self.path = _checkpoint_dir(path)
         self.config_dict = _read_config(self.path)
         self.dim = _projection_dim(self.config_dict)
-        require("transformers", "text")
+        require_installed("transformers")
         self.device, self.batch_size = torch.device(device), batch_size
         self._tokenizer = self._model = None
         self._max_length = MAX_TOKENS

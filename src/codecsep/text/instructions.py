@@ -25,14 +25,19 @@ How a request is read (lower-cased, contractions expanded: "don't" -> "do not"):
 4. Descriptions are split at "and", "or", commas, "plus", "as well as"; determiners, politeness
    and containers ("from the recording", "in the background") are stripped.
 5. Combining segments: if only one task has targets, that task wins. If both have targets:
-   a removed complement means extract ("keep the piano, remove the rest"), a kept complement
-   means remove ("remove the drums and keep everything else"), and otherwise **the explicit
-   keep wins**: "remove the speech and keep the music" -> extract ("music",), since keeping
-   the music is what the user asked to hear.
+   a main clause beats an exception clause ("remove the drums but not the piano" -> remove
+   drums; "the birds without the traffic" -> extract birds); then a removed complement means
+   extract ("keep the piano, remove the rest"); otherwise **the explicit keep wins**:
+   "remove the speech and keep the music" -> extract ("music",), since keeping the music is
+   what the user asked to hear (and removing the speech is implied when those are the two).
+   A pronoun target takes the clause before ("I hate the traffic, get rid of it"), and a bare
+   remark naming no known sound is dropped next to explicit targets ("it's too noisy, ...").
+   A request with no target at all ("remove", "remove everything") is a `PromptError`.
 6. With a label vocabulary, each description maps to the closest label: exact match, then
    word-concept overlap through a small synonym table ("vocals" -> singing, "the dog" ->
    "dog barking", "wind noise" -> "wind"), then text-embedding cosine >= `threshold` when an
-   encoder is given; otherwise the description is kept as written.
+   encoder is given (ties between labels are broken the same way); otherwise the description
+   is kept as written. Descriptions' typos are fixed against known sound words ("dgo" -> "dog").
 """
 
 from __future__ import annotations
@@ -90,9 +95,18 @@ class _Cue:
     needs_context: bool = False  # gerunds that also describe sounds: "cutting wood"
 
 
+def _words(spec: str) -> set[str]:
+    return set(spec.split())
+
+
+def _phrases(spec: str) -> list[tuple[str, ...]]:
+    """'|'-separated phrases -> word tuples."""
+    return [tuple(p.split()) for p in spec.split("|") if p.strip()]
+
+
 def _cues(spec: str, task: Task | None, **kw) -> dict[tuple[str, ...], _Cue]:
     """'|'-separated phrases -> cue table entries."""
-    return {tuple(p.split()): _Cue(task, **kw) for p in spec.split("|") if p.strip()}
+    return {p: _Cue(task, **kw) for p in _phrases(spec)}
 
 
 _R, _E = REMOVE, EXTRACT
@@ -110,8 +124,9 @@ _CUES: dict[tuple[str, ...], _Cue] = {
         _R,
     ),
     **_cues("cut|filter|strip|block|cancel|drop", _R, particles=_OUT_R),
-    **_cues("cutting|dropping|killing|blocking|hiding|stripping|losing|ditching", _R,
-            needs_context=True),  # fmt: skip
+    **_cues(
+        "cutting|dropping|killing|blocking|hiding|stripping|losing|ditching", _R, needs_context=True
+    ),
     **_cues(
         "extract|extracting|extraction of|isolate|isolating|isolation of|keep only|keeping|"
         "retain|retaining|preserve|preserving|separate|separating|separation of|seperate|"
@@ -129,67 +144,123 @@ _CUES: dict[tuple[str, ...], _Cue] = {
     ),
     **_cues("take|get|leave", _E, strong=False, particles=_OUT_R),
     **_cues("pull|bring|pick|single", None, particles={"out": _E, "up": _E}),
-    **_cues("turn|switch|shut|tune|drown|clean", None,
-            particles={"off": _R, "down": _R, "out": _R, "up": _E, "on": _E}),  # fmt: skip
+    **_cues(
+        "turn|switch|shut|tune|drown|clean",
+        None,
+        particles={"off": _R, "down": _R, "out": _R, "up": _E, "on": _E},
+    ),
     **_cues("make|have|let", None, strong=False),
 }
 _MAX_CUE = max(len(k) for k in _CUES)
 
 _NEGATIONS = {"not", "never"}
-_FILLERS = set(
+_FILLERS = _words(
     "please kindly can could would will shall should you we i me us my help try to and then so "
     "also now go ahead let is it possible there a way be able mind hey hi hello ok okay yes um "
     "uh hmm well actually maybe perhaps simply quickly really do does did am are was "
-    "wondering if for this that whether need".split()
+    "wondering if for this that whether need"
 )
 # Postfix phrases ending a segment: "I want the dog removed", "make the dog go away".
 _POSTFIX: dict[tuple[str, ...], Task] = {
-    tuple(p.split()): task
-    for spec, task in (
-        (
+    **dict.fromkeys(
+        _phrases(
             "removed|muted|deleted|eliminated|erased|silenced|suppressed|cancelled|canceled|"
             "gone|taken out|cut out|filtered out|stripped out|blocked out|go away|gone away|"
             "disappear|vanish|stop|stopped|quiet|quieter|silent|turned off|switched off|removal|"
-            "remover|suppression|cancellation|reduction|elimination|filtering|be gone|left out",
-            _R,
+            "remover|suppression|cancellation|reduction|elimination|filtering|be gone|left out"
         ),
-        ("isolated|extracted|kept|louder|clearer|boosted|enhanced|amplified|extraction|"
-         "isolation|separation|enhancement|separated", _E),  # fmt: skip
-    )
-    for p in spec.split("|")
+        _R,
+    ),
+    **dict.fromkeys(
+        _phrases(
+            "isolated|extracted|kept|louder|clearer|boosted|enhanced|amplified|extraction|"
+            "isolation|separation|enhancement|separated"
+        ),
+        _E,
+    ),
 }
 _MAX_POSTFIX = max(len(k) for k in _POSTFIX)
 
 _SEPARATORS = {",", ";", ".", "!", "?", ":", "and", "or", "plus", "then", "while", "nor", "but"}
 _MULTI_SEPARATORS = [("as", "well", "as"), ("along", "with"), ("together", "with"), ("and", "also")]
-_FLIPS = [("other", "than"), ("apart", "from"), ("aside", "from"), ("save", "for"),
-          ("instead", "of"), ("rather", "than"), ("except",), ("excluding",), ("besides",),
-          ("not",), ("but",)]  # fmt: skip
+_FLIPS = [
+    ("other", "than"),
+    ("apart", "from"),
+    ("aside", "from"),
+    ("save", "for"),
+    ("instead", "of"),
+    ("rather", "than"),
+    ("except",),
+    ("excluding",),
+    ("besides",),
+    ("not",),
+    ("but",),
+]
 _TO_REMOVE = {"without", "minus", "no"}
 
 _PURE_COMPLEMENTS = {
-    "everything", "everything else", "all", "all else", "all sounds", "all the sounds",
-    "all other sounds", "all the other sounds", "all of it", "all noises", "all other noises",
-    "the rest", "rest", "all the rest", "rest of it", "the rest of it", "anything",
-    "anything else", "every sound", "every other sound", "other sounds", "the other sounds",
-    "others", "the others", "it", "this", "that", "them", "everything around it",
-}  # fmt: skip
+    "everything",
+    "everything else",
+    "all",
+    "all else",
+    "all sounds",
+    "all the sounds",
+    "all other sounds",
+    "all the other sounds",
+    "all of it",
+    "all noises",
+    "all other noises",
+    "the rest",
+    "rest",
+    "all the rest",
+    "rest of it",
+    "the rest of it",
+    "anything",
+    "anything else",
+    "every sound",
+    "every other sound",
+    "other sounds",
+    "the other sounds",
+    "others",
+    "the others",
+    "it",
+    "this",
+    "that",
+    "them",
+    "everything around it",
+}
 _PRONOUNS = {"it", "them", "that", "this", "those", "these", "they"}
-_WHOLE_NOUNS = {"recording", "audio", "clip", "track", "song", "mix", "mixture", "file", "video",
-                "sample", "sound", "thing", "whole thing", "tape", "piece"}  # fmt: skip
+_WHOLE_NOUNS = {
+    "recording",
+    "audio",
+    "clip",
+    "track",
+    "song",
+    "mix",
+    "mixture",
+    "file",
+    "video",
+    "sample",
+    "sound",
+    "thing",
+    "whole thing",
+    "tape",
+    "piece",
+}
 
-_LEAD_STRIP = set(
+_LEAD_STRIP = _words(
     "the a an some any this that these those my our your his her its their of to only just also "
     "then and but or please can could would will you i we me us kindly hear be both for with "
-    "is are there all more".split()
+    "is are there all more"
 )
 _LEAD_OF = {"sound", "sounds", "noise", "noises", "audio", "recording", "bit", "part", "voice"}
-_TRAIL_STRIP = [tuple(p.split()) for p in (
+_TRAIL_STRIP = _phrases(
     "please|thanks|thank you|now|right now|too|also|completely|entirely|altogether|fully|"
     "totally|here|again|only|alone|anymore|any more|at all|as well|ok|okay|for me|for us|"
     "if possible|if you can|if you could|a bit|a little|a little bit|by itself|on its own|"
     "on their own|by themselves|in the background|in the back|sound|sounds|instead|"
-    "from it|in it|in there|there|altogether|immediately|first|for good|and").split("|")]  # fmt: skip
+    "from it|in it|in there|there|altogether|immediately|first|for good|and"
+)
 _TRAIL_AUX = {"to", "be", "is", "are", "been", "being", "get", "got", "go", "should", "can"}
 _CONTAINER_PREPS = {"from", "in", "of", "on", "out"}
 
@@ -235,30 +306,53 @@ _SYNONYM_SPEC = {
     "insects": "insect insects cricket crickets cicada cicadas buzzing",
 }
 _SYNONYMS = {w: c for c, words in _SYNONYM_SPEC.items() for w in words.split()}
-_GENERIC = set(
+_GENERIC = _words(
     "noise noises sound sounds audio background loud loudly soft distant annoying constant "
     "heavy light faint little big small large some person people man men woman women male "
     "female guy guys someone somebody kid kids child children boy girl lady playing play plays "
     "played being heard the a an of in on at by with from to is are and or while that this "
-    "very really lot lots one two three several many multiple".split()
+    "very really lot lots one two three several many multiple"
 )
 
 _REWRITES = [
-    (r"[\u2018\u2019\u02bc`]", "'"), (r"[\u201c\u201d]", '"'),
-    (r"\bw/o\b", " without "), (r"\bw/", " with "), (r"&", " and "), (r"\+", " and "),
-    (r"\bde-?nois(e|ing)\b", " remove the noise from "), (r"\bbird song", "birdsong"),
-    (r"\bcan't\b|\bcannot\b|\bcant\b", "can not"), (r"\bwon't\b|\bwont\b", "will not"),
-    (r"\bshan't\b", "shall not"), (r"n't\b", " not"),
+    (r"[\u2018\u2019\u02bc`]", "'"),
+    (r"[\u201c\u201d]", '"'),
+    (r"\bw/o\b", " without "),
+    (r"\bw/", " with "),
+    (r"&", " and "),
+    (r"\+", " and "),
+    (r"\bde-?nois(e|ing)\b", " remove the noise from "),
+    (r"\bbird song", "birdsong"),
+    (r"\bcan't\b|\bcannot\b|\bcant\b", "can not"),
+    (r"\bwon't\b|\bwont\b", "will not"),
+    (r"\bshan't\b", "shall not"),
+    (r"n't\b", " not"),
     (r"\b(do|does|did|is|are|was|were|would|should|could|have|has)nt\b", r"\1 not"),
-    (r"\blet's\b", "let us"), (r"'d\b", " would"), (r"'m\b", " am"), (r"'ll\b", " will"),
-    (r"'re\b", " are"), (r"'ve\b", " have"), (r"\bit's\b", "it is"), (r"'s\b", ""),
-    (r"\bwanna\b", "want to"), (r"\bgonna\b", "going to"), (r"\bgimme\b", "give me"),
-    (r"\blemme\b", "let me"), (r"\b(pls|plz|plse|pleas)\b", "please"), (r"\bthx\b", "thanks"),
-    (r"\bwhat (does|do) (.+) sound like\b", r"\2"), (r"\b(make it )?sounds? like\b", " "),
-    (r"\b(should|must|does|do) not (be|belong) (there|here|in (it|there|this \w+|the \w+))", "removed"),
+    (r"\blet's\b", "let us"),
+    (r"'d\b", " would"),
+    (r"'m\b", " am"),
+    (r"'ll\b", " will"),
+    (r"'re\b", " are"),
+    (r"'ve\b", " have"),
+    (r"\bit's\b", "it is"),
+    (r"'s\b", ""),
+    (r"\bwanna\b", "want to"),
+    (r"\bgonna\b", "going to"),
+    (r"\bgimme\b", "give me"),
+    (r"\blemme\b", "let me"),
+    (r"\b(pls|plz|plse|pleas)\b", "please"),
+    (r"\bthx\b", "thanks"),
+    (r"\bwhat (does|do) (.+) sound like\b", r"\2"),
+    (r"\b(make it )?sounds? like\b", " "),
+    (
+        r"\b(should|must|does|do) not (be|belong) (there|here|in (it|there|this \w+|the \w+))",
+        "removed",
+    ),
     (r"\b(should|must) not be heard\b", "removed"),
-    (r"\bu\b", "you"), (r"\bur\b", "your"), (r"\ba cappella\b", "only the vocals"),
-]  # fmt: skip
+    (r"\bu\b", "you"),
+    (r"\bur\b", "your"),
+    (r"\ba cappella\b", "only the vocals"),
+]
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[,;.!?:]")
 
 
@@ -276,8 +370,12 @@ def _one_edit(word: str, cand: str) -> bool:
     """Adjacent transposition, or one inserted/deleted letter (not a substitution)."""
     if len(word) == len(cand):
         diff = [i for i in range(len(word)) if word[i] != cand[i]]
-        return len(diff) == 2 and diff[1] == diff[0] + 1 and word[diff[0]] == cand[diff[1]] \
-            and word[diff[1]] == cand[diff[0]]  # fmt: skip
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and word[diff[0]] == cand[diff[1]]
+            and word[diff[1]] == cand[diff[0]]
+        )
     short, long_ = sorted((word, cand), key=len)
     if len(long_) - len(short) != 1:
         return False
@@ -387,7 +485,7 @@ def _segments(tokens: list[str], protected: set[str]) -> list[_Segment]:
                 segs.append(_open_segment(segs[-1].task, head))
                 i = head.end
                 continue
-        i, clause_start = _scan_word(tokens, i, segs, protected)
+        i, clause_start = _scan_word(tokens, i, segs)
     return [s for s in segs if s.words]
 
 
@@ -395,11 +493,17 @@ def _open_segment(previous: Task, head: _Head) -> _Segment:
     task = head.task or previous
     if head.negations % 2:
         task = _flip(task)
-    return _Segment(task, [], head.particles, strong_head=head.task is not None,
-                    negations=head.negations, exception=head.task is None)  # fmt: skip
+    return _Segment(
+        task,
+        [],
+        head.particles,
+        strong_head=head.task is not None,
+        negations=head.negations,
+        exception=head.task is None and head.negations % 2 == 1,  # "..., not the piano"
+    )
 
 
-def _scan_word(tokens: list[str], i: int, segs: list[_Segment], protected) -> tuple[int, bool]:
+def _scan_word(tokens: list[str], i: int, segs: list[_Segment]) -> tuple[int, bool]:
     """Consume one word (or marker) at i; return the next index and whether a clause starts."""
     seg, word = segs[-1], tokens[i]
     last = _last_piece(seg.words)
@@ -437,8 +541,12 @@ def _strip_trailing(words: list[str]) -> list[str]:
         for phrase in _TRAIL_STRIP:
             if len(words) > len(phrase) and tuple(words[-len(phrase) :]) == phrase:
                 words, changed = words[: -len(phrase)], True
-        if len(words) >= 2 and words[-1] in _WHOLE_NOUNS and (
-            words[-2] in _CONTAINER_PREPS or (len(words) >= 3 and words[-3] in _CONTAINER_PREPS)
+        if (
+            len(words) >= 2
+            and words[-1] in _WHOLE_NOUNS
+            and (
+                words[-2] in _CONTAINER_PREPS or (len(words) >= 3 and words[-3] in _CONTAINER_PREPS)
+            )
         ):
             cut = -2 if words[-2] in _CONTAINER_PREPS else -3
             words, changed = words[:cut], True
@@ -598,9 +706,10 @@ class RuleInstructionParser:
         self.matcher = LabelMatcher(labels, encoder, threshold)
         self._sound_words = _SOUND_WORDS | self.matcher.words
         self._protected_phrases = {
-            lab.lower() for lab in self.matcher.labels
+            lab.lower()
+            for lab in self.matcher.labels
             if set(lab.lower().split()) & (_SEPARATORS | {"as", "with"})
-        }  # fmt: skip
+        }
 
     def parse(self, text: str) -> Instruction:
         segments = _segments(_tokens(text), self._sound_words)
@@ -646,7 +755,7 @@ class _Group:
 
 
 def _resolve_pronouns(groups: list[_Group]) -> None:
-    """"the dog is annoying, remove it": "it" takes the targets of the clause before."""
+    """Pronouns ("the dog is annoying, remove it") take the targets of the clause before."""
     for i, group in enumerate(groups):
         if group.pronoun and not group.targets:
             previous = next((g for g in reversed(groups[:i]) if g.targets), None)
@@ -656,8 +765,8 @@ def _resolve_pronouns(groups: list[_Group]) -> None:
 
 
 def _drop_vague_bare_clauses(groups: list[_Group]) -> None:
-    """"it's too noisy, remove the traffic": a bare clause naming no known sound is a remark,
-    not a target, when another clause gives explicit targets."""
+    """A bare clause naming no known sound is a remark, not a target, when another clause gives
+    explicit targets: "it's too noisy, remove the traffic"."""
     if not any(g.explicit and g.targets for g in groups):
         return
     for g in groups:

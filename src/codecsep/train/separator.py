@@ -41,7 +41,8 @@ class SeparatorRecipe:
     embed_noise: float = 0.02  # std of noise on the prompt embedding
     w_residual: float = 1.0
     codec_sisdr: bool = False  # reference = decode(encode(clean)) (Codecformer's option)
-    sisdr_floor: float = -30.0  # clamp of the per-item loss, so near-silent items can't dominate
+    sisdr_floor: float = -30.0
+    bf16: bool = True  # bfloat16 autocast for the masker  # clamp of the per-item loss, so near-silent items can't dominate
     seed: int = 0
 
 
@@ -108,7 +109,7 @@ def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRec
 def make_step_fn(recipe: SeparatorRecipe, codec):
     def step(model, batch):
         mix, target, cond = batch
-        est_target, est_residual = model(mix, cond)
+        est_target, est_residual = model(mix, cond, bf16=recipe.bf16)
         ref_target, ref_residual = target, mix - target
         if recipe.codec_sisdr:
             with torch.no_grad():

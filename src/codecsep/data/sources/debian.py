@@ -29,6 +29,8 @@ KNOWN_LICENSES = {
     "freepats": "GPL-2+ (with sound exception)",
     "0ad-data": "CC-BY-SA-3.0",
     "fillets-ng-data": "GPL-2+",
+    "fillets-ng-data-cs": "GPL-2+",
+    "fillets-ng-data-nl": "GPL-2+",
     "hedgewars-data": "GPL-2 / CC-BY-SA / public domain (mixed)",
     "asterisk-core-sounds-en-wav": "CC-BY-SA-3.0",
     "bucklespring-data": "GPL-2+",
@@ -103,13 +105,26 @@ def audio_files(root: Path) -> list[Path]:
 
 
 def package_license(package: str, root: Path | None) -> str:
-    """The package's license from usr/share/doc/PKG/copyright (most frequent `License:` short names)."""
+    """The package's license from usr/share/doc/PKG/copyright.
+
+    Machine-readable (DEP-5) files: the most frequent `License:` short names. Free-form files:
+    the GPL/LGPL version the text names. Otherwise a known fallback or "see debian/copyright".
+    """
+    text = ""
     if root is not None:
         copyright_file = Path(root) / "usr/share/doc" / package / "copyright"
         if copyright_file.exists():
             text = copyright_file.read_text(errors="replace")
-            names = re.findall(r"^License:\s*(\S.*)$", text, flags=re.M)
-            if names:
-                common = [n.strip() for n, _ in Counter(names).most_common(3)]
-                return " / ".join(common)
-    return KNOWN_LICENSES.get(package, "see debian/copyright")
+    if text.startswith("Format:") or "\nFormat:" in text[:400]:
+        names = re.findall(r"^License:\s*(\S.*)$", text, flags=re.M)
+        if names:
+            return " / ".join(n.strip() for n, _ in Counter(names).most_common(3))
+    if package in KNOWN_LICENSES:
+        return KNOWN_LICENSES[package]
+    m = re.search(r"GNU (Lesser |Library )?General Public License.{0,80}?version (\d(\.\d)?)",
+                  text, flags=re.S | re.I)
+    if m:
+        prefix = "LGPL" if m.group(1) else "GPL"
+        later = "+" if re.search(r"any later version", text, flags=re.I) else ""
+        return f"{prefix}-{m.group(2)}{later} (from debian/copyright text)"
+    return "see debian/copyright"

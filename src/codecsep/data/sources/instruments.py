@@ -6,8 +6,10 @@ the instrument, with varied tempo, note lengths and velocities, deterministic fr
 of one instrument go into one MIDI file separated by silent gaps, so a bank is loaded once per
 instrument; the render is then cut back into pieces at the known times.
 
-Banks are independent recordings: FluidR3_GM (train, plus held-out melodies for valid) and TimGM6mb
-(test). One rendered piece = one source recording (`source_id` = bank:label:piece).
+Banks are independent recordings: FluidR3_GM (train), freepats through timidity (valid; held-out
+FluidR3 melodies for the five programs freepats lacks) and TimGM6mb (test). Programs a bank does not
+have are never rendered (fluidsynth would substitute a piano). One rendered piece = one source
+recording (`source_id` = bank:label:piece).
 """
 
 from __future__ import annotations
@@ -270,10 +272,26 @@ def _bank(name: str, cache: Path) -> Bank:
     return Bank(name, package, "timidity", str(cfg))
 
 
-def bank_programs(bank: Bank) -> set[int] | None:
-    """GM programs of bank 0 a timidity config maps (None: a complete sf2 bank)."""
-    if bank.kind != "timidity":
-        return None
+def sf2_programs(path: str) -> set[int]:
+    """Melodic (bank 0) presets of an sf2 file, read from its `phdr` chunk (38-byte records)."""
+    import struct
+
+    data = Path(path).read_bytes()
+    at = data.find(b"phdr")
+    size = struct.unpack("<I", data[at + 4: at + 8])[0]
+    programs = set()
+    for k in range(size // 38 - 1):  # the last record is the terminal "EOP"
+        program, bank = struct.unpack("<HH", data[at + 8 + k * 38 + 20: at + 8 + k * 38 + 24])
+        if bank == 0:
+            programs.add(program)
+    return programs
+
+
+def bank_programs(bank: Bank) -> set[int]:
+    """GM programs of bank 0 the bank really has: fluidsynth would substitute a piano for the
+    others, timidity would play nothing, so instruments outside this set are not rendered."""
+    if bank.kind == "sf2":
+        return sf2_programs(bank.file)
     text = Path(bank.file).read_text().splitlines()
     source = next(line.split(None, 1)[1] for line in text if line.startswith("source"))
     programs, in_bank = set(), False
@@ -289,9 +307,17 @@ def bank_programs(bank: Bank) -> set[int] | None:
 
 
 def _covered(bank: Bank, label: str) -> bool:
-    programs = bank_programs(bank)
     inst = INSTRUMENTS[label]
-    return programs is None or inst.drums or set(inst.programs) <= programs
+    return inst.drums or set(inst.programs) <= _programs_cached(bank)
+
+
+_PROGRAMS: dict[str, set[int]] = {}
+
+
+def _programs_cached(bank: Bank) -> set[int]:
+    if bank.file not in _PROGRAMS:
+        _PROGRAMS[bank.file] = bank_programs(bank)
+    return _PROGRAMS[bank.file]
 
 
 def _render_job(args) -> tuple[str, str, list]:

@@ -25,6 +25,7 @@ TRIM_BELOW_PEAK_DB = 45.0  # trim leading/trailing frames this far below the lou
 SEGMENT_BELOW_PEAK_DB = 35.0  # drop cut segments this far below the recording's loudest frame
 PEAK_TARGET = 10 ** (-1 / 20)  # peak-normalise every recording to -1 dBFS
 MAX_CLIPS_PER_RECORDING = 12  # long loops give at most this many clips (evenly spread)
+CACHE_VERSION = "v2"  # bump when processing or fingerprints change: cached results are redone
 
 
 def file_md5(path: Path) -> str:
@@ -78,18 +79,25 @@ def cut_segments(n_samples: int, max_seconds: float = MAX_CLIP_SECONDS) -> list[
 
 
 def envelope_hash(x: np.ndarray) -> str:
-    """Hash of a log-energy envelope (20 ms frames, 4 dB steps): equal for copies/re-encodes.
+    """Fingerprint of a recording: equal for copies and re-encodes, rarely for distinct takes.
 
-    Fine enough that distinct takes of a short sound (0.5 s = 25 frames) rarely collide.
+    A log-energy envelope (20 ms frames, 4 dB steps) plus the spectral centroid of each 100 ms
+    frame in half-octave bands: the envelope alone confuses short clicks of different sources.
     """
     hop = TARGET_SR // 50
     n = max(len(x) // hop, 1)
     frames = np.zeros(n * hop, np.float32)
     frames[: min(len(x), n * hop)] = x[: n * hop]
-    db = 10 * np.log10(np.mean(frames.reshape(n, hop) ** 2, axis=1) + 1e-10)
+    frames = frames.reshape(n, hop)
+    db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
     rel = np.clip(db - db.max(), -40, 0)
     quant = np.round(rel / 4).astype(np.int8)
-    return hashlib.md5(quant.tobytes() + str(n).encode()).hexdigest()
+    spec = np.abs(np.fft.rfft(frames.reshape(-1)[: (n // 5) * 5 * hop].reshape(-1, 5 * hop),
+                              axis=1)) if n >= 5 else np.abs(np.fft.rfft(frames.reshape(1, -1)))
+    freqs = np.linspace(0, TARGET_SR / 2, spec.shape[1])
+    centroid = (spec * freqs).sum(axis=1) / (spec.sum(axis=1) + 1e-9)
+    bands = np.round(2 * np.log2(np.maximum(centroid, 50.0))).astype(np.int8)
+    return hashlib.md5(quant.tobytes() + bands.tobytes() + str(n).encode()).hexdigest()
 
 
 @dataclass
@@ -144,7 +152,7 @@ def process_recording(src: str, out_dir: str, stem: str, start_s: float = 0.0,
     import soundfile as sf
 
     out = Path(out_dir)
-    meta = out / f"{stem}.json"
+    meta = out / f"{stem}.{CACHE_VERSION}.json"
     if meta.exists():
         return ProcessResult(**json.loads(meta.read_text()))
     partial = start_s > 0 or end_s is not None

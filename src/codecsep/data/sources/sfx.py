@@ -65,7 +65,7 @@ RULES: list[Rule] = [
     Rule("footsteps", ANY, r"/(fs_|footstep|foorstep|foot\d|steps?\.|mstep|hstep)"),
     Rule("fire", r"0ad", r"/attack/fire/"),
     Rule("fire", ANY, r"/(fire\d*|campfire|flame-big|torch|firewasteland\d*)\.(ogg|wav)$",
-         r"voices|friendly"),
+         r"voices|friendly|bzflag"),  # bzflag's fire.wav is a tank shot
     Rule("axe chopping", r"0ad", r"/lumbering/lumber_tree_\d+\.ogg$"),
     Rule("axe chopping", r"widelands", r"/woodcutting/(fast_)?woodcutting"),
     Rule("pickaxe", r"0ad", r"/(mining/mine_stone|construction/con_stone)_\d+"),
@@ -89,6 +89,7 @@ RULES: list[Rule] = [
     Rule("flowing water", r"0ad", r"/water/(river_\w+|waterfall|wave\w*)_\d+\.ogg$"),
     Rule("flowing water", r"lincity", r"/water\d\.wav$"),
     Rule("sheep", ANY, r"/(sheep|goat)_?\d*\.(ogg|mp3)$"),
+    Rule("hammering", r"0ad", r"/construction/con_wood_\d+\.ogg$"),
     Rule("hammering", ANY, r"/(blacksmith\d|hammering_\d+|geologist_hammer|smith_\d+"
                            r"|toolsmith_\d+|hammer)\.(ogg|wav)$"),
     Rule("gunshot", ANY, r"/(mgbar\d|mgheavy|gun|minigun|battle_mg\d|m16|shotgun(fire)?"

@@ -1,0 +1,95 @@
+"""One-call separation from Python, and the helpers the CLI and the demo share.
+
+    import codecsep
+    out = codecsep.separate("street.wav", ["dog barking", "car horn"])
+    out["target"][0]     # (C, T) the dog, at out["sample_rate"]
+    out["residual"][1]   # (C, T) everything but the car horn
+
+Outputs are at the separator's rate (16 kHz for the shipped model), whatever the input's rate:
+the model never sees more bandwidth than that, so resampling back would add nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import load_audio, resample, to_mono
+from ..errors import CodecSepError
+from .separator import DEFAULT_SEPARATOR, Separator, check_prompts
+
+MAX_SLUG = 60
+
+
+def slug(prompt: str) -> str:
+    """File-name stem for a prompt: "Dog barking!" -> "dog_barking" (unicode letters kept)."""
+    s = re.sub(r"\W+", "_", prompt.strip().lower()).strip("_")[:MAX_SLUG].strip("_")
+    return s or "prompt"
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(path: str | None) -> Separator:
+    return Separator.load(path)
+
+
+def get_separator(model: Separator | str | os.PathLike | None = None) -> Separator:
+    """A Separator as given, loaded from a checkpoint dir, or the shipped default (None).
+
+    Loaded models are cached, so repeated `separate()` calls do not reload them.
+    """
+    if isinstance(model, Separator):
+        return model
+    if model is None and not (DEFAULT_SEPARATOR / "config.json").is_file():
+        raise CodecSepError(f"no default separator is installed ({DEFAULT_SEPARATOR} is missing): "
+                            "give a checkpoint folder (--model DIR / model=DIR)")
+    return _load_cached(str(Path(model).resolve()) if model is not None else None)
+
+
+def read_input(path, sep: Separator, mono: bool = False) -> tuple[torch.Tensor, int]:
+    """Audio file -> ((C, T) at the separator's rate, the file's own rate)."""
+    wav, file_rate = load_audio(path, mono=mono)
+    return resample(wav, file_rate, sep.sample_rate), file_rate
+
+
+def _as_waveform(audio, sep: Separator, sample_rate: int | None) -> torch.Tensor:
+    """(T,) or (C, T) array at `sample_rate` -> (C, T) float32 at the separator's rate."""
+    wav = audio.detach().cpu() if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio))
+    if not wav.is_floating_point():
+        raise CodecSepError(f"audio must be floating point in [-1, 1], got {wav.dtype}")
+    wav = wav.float()
+    wav = wav.unsqueeze(0) if wav.ndim == 1 else wav
+    if wav.ndim != 2 or wav.shape[-1] == 0:
+        raise CodecSepError(f"audio must be (T,) or (C, T) with T > 0, got {tuple(wav.shape)}")
+    if not torch.isfinite(wav).all():
+        raise CodecSepError("audio contains NaN or infinite samples")
+    return resample(wav, int(sample_rate or sep.sample_rate), sep.sample_rate)
+
+
+def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
+             mono: bool = False) -> dict:
+    """Separate an audio file or array by text prompts, in one batched pass.
+
+    path_or_array: a file path, or a (T,) / (C, T) float array or tensor at `sample_rate`
+        (default: the separator's rate). `sample_rate` is only for arrays: a file says its own.
+    prompts: one string or a list; one output row per prompt.
+    model: a Separator, a checkpoint directory, or None for the shipped default.
+    mono: downmix the channels first (default: each channel is separated on its own).
+    Returns {"target": (P, C, T), "residual": (P, C, T), "sample_rate": int, "prompts": list};
+    "residual" is the mixture minus the target: use it to *remove* the prompted sound.
+    """
+    prompts = check_prompts(prompts)
+    sep = get_separator(model)
+    if isinstance(path_or_array, (str, os.PathLike)):
+        if sample_rate is not None:
+            raise CodecSepError("sample_rate is for arrays; an audio file carries its own rate")
+        wav, _ = read_input(path_or_array, sep, mono=mono)
+    else:
+        wav = _as_waveform(path_or_array, sep, sample_rate)
+        wav = to_mono(wav) if mono else wav
+    out = sep.separate(wav, prompts)
+    return {**out, "sample_rate": sep.sample_rate, "prompts": prompts}

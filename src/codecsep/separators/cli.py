@@ -1,0 +1,280 @@
+"""`codecsep separate`: separate audio files, folders or code streams by text prompts.
+
+    codecsep separate street.wav --prompt "dog barking" -o out/       # out/street/dog_barking.wav
+    codecsep separate songs/ --prompt "speech" --remove -o out/   # out/<stem>/speech_removed.wav
+    codecsep separate a.wav --instruction "remove the speech and keep the music" -o out/
+    codecsep separate a.codes --codes-in --codes-out --prompt "piano" -o out/   # codes -> codes
+
+Files written per input and prompt: `<slug>` = the target, `<slug>_residual` = the rest (with
+--residual); with --remove the rest is the main output, `<slug>_removed`, and --residual adds the
+removed sound as `<slug>`. Every input is checked and every output path planned before anything
+is separated: a bad input or an existing output (without --overwrite) writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_audio
+from ..codecs.base import CodesFile
+from ..errors import AudioError, CodecSepError
+from .api import get_separator, read_input, slug
+from .separator import check_prompts
+
+CODES_EXT = ".codes"
+
+
+@dataclass(frozen=True)
+class Output:
+    prompt: int  # row of the prompt
+    which: str  # "target" | "residual"
+    path: Path
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    outputs: tuple[Output, ...]
+
+
+# ------------------------------------------------------------------------------ the request
+def resolve_prompts(args) -> tuple[list[str], bool]:
+    """(prompts, remove) from --prompt/--remove or from a free-form --instruction."""
+    if args.instruction is None:
+        if not args.prompt:
+            raise CodecSepError("no prompts: give --prompt TEXT (repeatable) or --instruction TEXT")
+        return check_prompts(args.prompt), args.remove
+    if args.prompt or args.remove:
+        raise CodecSepError("--instruction says what to do: do not combine it with "
+                            "--prompt/--remove")
+    try:
+        from ..text.instructions import parse_instruction
+    except ImportError as e:
+        raise CodecSepError(f"--instruction needs the instruction parser, which is not available "
+                            f"({e}); use --prompt TEXT [--remove]") from e
+    if not args.instruction.strip():
+        raise CodecSepError("empty --instruction: say which sound to keep or remove")
+    ins = parse_instruction(args.instruction)
+    print(f"codecsep: instruction -> {ins.task} {ins.description!r}", file=sys.stderr)
+    return [ins.description], ins.task == "remove"
+
+
+def check_options(args) -> None:
+    if args.n_quantizers is not None and not args.codes_out:
+        raise CodecSepError("--n-quantizers sets the bitrate of --codes-out outputs: "
+                            "add --codes-out")
+    if args.n_quantizers is not None and args.n_quantizers < 1:
+        raise CodecSepError(f"--n-quantizers must be >= 1, got {args.n_quantizers}")
+    if args.codes_out and args.format is not None:
+        raise CodecSepError("--format applies to audio outputs, not to --codes-out")
+    if args.codes_in and args.channels == "mono":
+        raise CodecSepError("--channels mono applies to audio inputs, not to --codes-in")
+
+
+def output_names(prompts: list[str], remove: bool, residual: bool) -> list[tuple[int, str, str]]:
+    """(prompt row, "target"|"residual", file stem) for every output of one input."""
+    names, seen = [], {}
+    for i, p in enumerate(prompts):
+        s = slug(p)
+        if s in seen:
+            raise CodecSepError(f"prompts {seen[s]!r} and {p!r} would write the same file {s!r}")
+        seen[s] = p
+        main, other = ("residual", "target") if remove else ("target", "residual")
+        names.append((i, main, f"{s}_removed" if remove else s))
+        if residual:
+            names.append((i, other, s if remove else f"{s}_residual"))
+    return names
+
+
+# ------------------------------------------------------------------------------ inputs and plan
+def expand_inputs(paths: list[str], codes_in: bool) -> list[Path]:
+    """Files as given; a directory gives its audio (or .codes) files, sorted."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = (sorted(f for f in p.iterdir() if f.suffix == CODES_EXT and f.is_file())
+                     if codes_in else list_audio_files(p))
+            if not found:
+                kind = "codes (.codes)" if codes_in else "audio"
+                raise AudioError(f"{p}: no {kind} files in this directory")
+            files.extend(found)
+        elif not p.exists():
+            raise AudioError(f"{p}: no such file")
+        else:
+            files.append(p)
+    return files
+
+
+def plan(files: list[Path], out: Path, names, ext: str) -> list[Job]:
+    if out.exists() and not out.is_dir():
+        raise CodecSepError(f"{out}: exists and is not a directory")
+    stems: dict[str, Path] = {}
+    jobs = []
+    for f in files:
+        if f.stem in stems:
+            raise CodecSepError(f"{stems[f.stem]} and {f} would write to the same folder "
+                                f"{out / f.stem}: rename one or separate them apart")
+        stems[f.stem] = f
+        jobs.append(Job(f, tuple(Output(i, w, out / f.stem / f"{n}{ext}") for i, w, n in names)))
+    return jobs
+
+
+def check_outputs(jobs: list[Job], overwrite: bool) -> None:
+    inputs = {j.source.resolve() for j in jobs}
+    paths = [o.path for j in jobs for o in j.outputs]
+    clash = [p for p in paths if p.resolve() in inputs]
+    if clash:
+        raise CodecSepError(f"{clash[0]}: output would replace an input; choose another -o folder")
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CodecSepError(f"{existing[0]}: already exists{more}; pass --overwrite to replace")
+
+
+def probe_audio(path: Path) -> None:
+    """Fail now, before anything is written, on a file that cannot be read as audio."""
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError, ValueError) as e:
+        raise AudioError(f"{path}: cannot read audio ({' '.join(str(e).split())})") from e
+    if info.frames == 0:
+        raise AudioError(f"{path}: empty audio file (0 samples)")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{path}: unsupported sample rate {info.samplerate} Hz")
+
+
+def check_n_quantizers(args, sep) -> None:
+    n, most = args.n_quantizers, sep.codec.n_codebooks
+    if n is not None and n > most:
+        raise CodecSepError(f"--n-quantizers {n}: codec {sep.codec.codec_id} has {most} codebooks")
+
+
+def probe_codes(path: Path, sep, n_quantizers: int | None) -> None:
+    codes = CodesFile.load(path)
+    codes.check_codec(sep.codec)
+    if n_quantizers is not None and n_quantizers > codes.n_quantizers:
+        raise CodecSepError(f"{path}: has {codes.n_quantizers} codebooks, fewer than "
+                            f"--n-quantizers {n_quantizers}")
+
+
+# ------------------------------------------------------------------------------ separation
+@dataclass(frozen=True)
+class Result:
+    rows: dict  # "target"/"residual" -> (P, C, T) waveforms, or (P, C, N, F) codes
+    length: int  # samples at the separator's rate
+    is_codes: bool
+
+
+def separate_audio(sep, path: Path, prompts, cond, mono: bool) -> Result:
+    wav, file_rate = read_input(path, sep, mono=mono)
+    if file_rate != sep.sample_rate:
+        tqdm.write(f"codecsep: {path}: resampling {file_rate} Hz -> {sep.sample_rate} Hz "
+                   f"(outputs are at {sep.sample_rate} Hz)", file=sys.stderr)
+    return Result(sep.separate(wav, prompts, cond=cond), wav.shape[-1], False)
+
+
+def separate_codes_file(sep, path: Path, prompts, cond) -> Result:
+    """Each channel's code stream (1, N, F) is separated on its own -> (P, C, N, F)."""
+    cf = CodesFile.load(path)
+    per_channel = [sep.separate_codes(cf.codes[c:c + 1], prompts, cond=cond)
+                   for c in range(cf.codes.shape[0])]
+    rows = {k: torch.stack([r[k] for r in per_channel], 1) for k in ("target", "residual")}
+    return Result(rows, cf.length, True)
+
+
+class Writer:
+    """Writes one output row as audio or as a codes file, converting between them if needed."""
+
+    def __init__(self, sep, codes_out: bool, n_quantizers: int | None, overwrite: bool):
+        self.sep, self.codes_out, self.n, self.overwrite = sep, codes_out, n_quantizers, overwrite
+        self._hash = None
+
+    @torch.inference_mode()
+    def write(self, x: torch.Tensor, result: Result, path: Path) -> None:
+        """x: (C, T) waveform or (C, N, F) codes, as `result` holds them."""
+        codec = self.sep.codec
+        if not self.codes_out:
+            wav = codec.decode(codec.dequantize(x), result.length)[:, 0] if result.is_codes else x
+            save_audio(path, wav, self.sep.sample_rate, overwrite=self.overwrite)
+            return
+        if result.is_codes:  # RVQ: the first n codebooks are the n-codebook encoding
+            codes = x[:, : self.n]
+        else:
+            codes = codec.quantize(codec.encode(x[:, None]), self.n)
+        self._hash = self._hash or codec.weights_hash()
+        CodesFile(codes, codec.codec_id, self._hash, self.sep.sample_rate, result.length,
+                  codes.shape[1]).save(path, overwrite=self.overwrite)
+
+
+def run_job(sep, job: Job, prompts, cond, args, writer: Writer) -> str:
+    """Separate one input, write its outputs, return its summary."""
+    start = time.perf_counter()
+    if args.codes_in:
+        result = separate_codes_file(sep, job.source, prompts, cond)
+    else:
+        result = separate_audio(sep, job.source, prompts, cond, args.channels == "mono")
+    for out in job.outputs:
+        writer.write(result.rows[out.which][out.prompt], result, out.path)
+    elapsed = time.perf_counter() - start
+    seconds = result.length / sep.sample_rate
+    rtf = elapsed / max(seconds, 1e-9)
+    lines = [f"{job.source}: {seconds:.2f} s of audio in {elapsed:.2f} s "
+             f"(real-time factor {rtf:.3f})"]
+    lines += [f"  {prompts[o.prompt]!r} ({o.which}) -> {o.path}" for o in job.outputs]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    prompts, remove = resolve_prompts(args)
+    check_options(args)
+    ext = CODES_EXT if args.codes_out else f".{args.format or 'wav'}"
+    files = expand_inputs(args.inputs, args.codes_in)
+    jobs = plan(files, Path(args.out), output_names(prompts, remove, args.residual), ext)
+    check_outputs(jobs, args.overwrite)
+    sep = get_separator(args.model)
+    check_n_quantizers(args, sep)
+    for job in jobs:  # every input is readable before the first output is written
+        if args.codes_in:
+            probe_codes(job.source, sep, args.n_quantizers)
+        else:
+            probe_audio(job.source)
+    cond = sep.embed(prompts)
+    writer = Writer(sep, args.codes_out, args.n_quantizers, args.overwrite)
+    for job in tqdm(jobs, desc="separating", unit="file", disable=len(jobs) < 2):
+        tqdm.write(run_job(sep, job, prompts, cond, args, writer))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("separate", help="separate sounds from audio files by text prompts",
+                       description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="audio file, folder of audio files, or codes file (with --codes-in)")
+    p.add_argument("-p", "--prompt", action="append", default=[], metavar="TEXT",
+                   help="sound to separate, e.g. 'dog barking' (repeat for several)")
+    p.add_argument("--instruction", metavar="TEXT",
+                   help="free-form request, e.g. 'remove the speech'")
+    p.add_argument("--remove", action="store_true",
+                   help="write everything but the prompted sound (<slug>_removed)")
+    p.add_argument("--residual", action="store_true", help="also write the other part")
+    p.add_argument("-o", "--out", required=True, help="output folder (one subfolder per input)")
+    p.add_argument("--model", metavar="DIR",
+                   help="separator checkpoint folder (default: the shipped model)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--codes-in", action="store_true", help="inputs are .codes files")
+    p.add_argument("--codes-out", action="store_true", help="write .codes files, not audio")
+    p.add_argument("--n-quantizers", type=int, metavar="N",
+                   help="codebooks in --codes-out (default all)")
+    p.add_argument("--format", choices=("wav", "flac"), help="audio output format (default wav)")
+    p.add_argument("--channels", choices=("separate", "mono"), default="separate",
+                   help="separate each channel (default) or downmix to mono first")
+    p.set_defaults(func=run)

@@ -1,0 +1,106 @@
+"""`codecsep train {codec,separator,...}`: every recipe's knobs come from its dataclasses.
+
+Each dataclass field becomes a flag (`--batch-size 16`, `--masker.depth 8`), so the command that
+trained a checkpoint (recorded in its meta.json) is also the full description of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass, fields, is_dataclass, replace
+
+
+def add_dataclass_flags(parser, base, prefix: str = "") -> None:
+    """One flag per field of the dataclass instance `base` (nested dataclasses get a prefix)."""
+    for f in fields(base):
+        default = getattr(base, f.name)
+        name = f"--{prefix}{f.name.replace('_', '-')}"
+        if is_dataclass(default):
+            add_dataclass_flags(parser, default, prefix=f"{prefix}{f.name}.")
+        elif isinstance(default, bool):
+            parser.add_argument(name, type=lambda s: s.lower() in ("1", "true", "yes"),
+                                default=None, metavar="BOOL", help=f"(default {default})")
+        else:
+            parser.add_argument(name, type=type(default), default=None, help=f"(default {default})")
+
+
+def build_dataclass(base, args: argparse.Namespace, prefix: str = ""):
+    """`base` (a dataclass instance) with the fields given on the command line replaced."""
+    changes = {}
+    for f in fields(base):
+        default = getattr(base, f.name)
+        key = f"{prefix}{f.name}"
+        if is_dataclass(default):
+            changes[f.name] = build_dataclass(default, args, prefix=f"{key}.")
+        elif getattr(args, key, None) is not None:
+            changes[f.name] = getattr(args, key)
+    return replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A `codecsep train NAME` entry: `module:function(manifest, out_dir, **configs, loop=...,
+    export_dir=...)` and the config dataclasses that become its flags (kwarg, class, prefix)."""
+
+    help: str
+    function: str
+    configs: tuple[tuple[str, str, str], ...]
+    loop: str = "codecsep.train.loop:LoopConfig"
+
+
+RECIPES = {
+    "codec": Recipe("train the Mica codec's bitstream path", "codecsep.train.codec:train_codec",
+                    (("config", "codecsep.codecs.mica:MicaConfig", "codec."),
+                     ("recipe", "codecsep.train.codec:CodecRecipe", ""))),
+    "separator": Recipe("train the CodecSep masker", "codecsep.train.separator:train_separator",
+                        (("config", "codecsep.separators.separator:SeparatorConfig", "model."),
+                         ("recipe", "codecsep.train.separator:SeparatorRecipe", ""))),
+    "resunet": Recipe("train the AudioSep-style ResUNet peer on the same mixtures",
+                      "codecsep.train.resunet:train_resunet",
+                      (("config", "codecsep.separators.resunet:ResUNetConfig", "model."),
+                       ("recipe", "codecsep.train.separator:SeparatorRecipe", ""))),
+    "codecformer": Recipe("train Codecformer (two-speaker separation on codec latents)",
+                          "codecsep.train.speech:train_codecformer",
+                          (("config", "codecsep.separators.codecformer:CodecformerConfig", "model."),
+                           ("recipe", "codecsep.train.speech:SpeechRecipe", "")),
+                          "codecsep.train.speech:CODECFORMER_LOOP"),
+    "codesep": Recipe("train CodeSep (per-speaker base tokens + auxiliary tokens)",
+                      "codecsep.train.speech:train_codesep",
+                      (("config", "codecsep.separators.codesep:CodeSepConfig", "model."),
+                       ("recipe", "codecsep.train.speech:SpeechRecipe", "")),
+                      "codecsep.train.speech:CODESEP_LOOP"),
+}
+
+
+def _resolve(ref: str):
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _defaults(obj):
+    """A dataclass default: the class itself, or a preset instance (e.g. CODESEP_LOOP)."""
+    return obj if not isinstance(obj, type) else obj()
+
+
+def _run(args) -> int:
+    recipe = RECIPES[args.recipe]
+    kwargs = {kw: build_dataclass(_defaults(_resolve(ref)), args, prefix)
+              for kw, ref, prefix in recipe.configs}
+    loop = build_dataclass(_defaults(_resolve(recipe.loop)), args)
+    _resolve(recipe.function)(args.manifest, args.out, loop=loop, export_dir=args.export, **kwargs)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model (codec, separator, resunet, codecformer, codesep)")
+    rsub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
+    for name, recipe in RECIPES.items():
+        r = rsub.add_parser(name, help=recipe.help)
+        r.add_argument("--manifest", required=True, help="corpus manifest.jsonl")
+        r.add_argument("--out", required=True, help="run directory (resumed if it exists)")
+        r.add_argument("--export", default=None, help="where to write the shippable checkpoint")
+        for _, ref, prefix in recipe.configs:
+            add_dataclass_flags(r, _defaults(_resolve(ref)), prefix)
+        add_dataclass_flags(r, _defaults(_resolve(recipe.loop)))
+        r.set_defaults(func=_run)

@@ -1,0 +1,236 @@
+"""`codecsep separate` and `codecsep.separate`: files, folders, code streams, and bad input.
+
+A tiny random separator (Mica codec with a 4-codebook RVQ, hash text encoder) is saved once;
+every test runs the real command in-process through `cli.main`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import codecsep
+from codecsep import cli
+from codecsep.checkpoint import save_checkpoint
+from codecsep.codecs import CodesFile, load_codec
+from codecsep.codecs.mica import MicaCodec, MicaConfig
+from codecsep.separators.api import slug
+from codecsep.separators.masker import MaskerConfig
+from codecsep.separators.separator import Separator, SeparatorConfig
+from codecsep.text.base import get_text_encoder
+
+torch.set_num_threads(1)
+SR = 16000
+TINY_CODEC = MicaConfig(channels=16, depth=1, n_codebooks=4, codebook_size=32, codebook_dim=4)
+TINY_MASKER = MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64, cond_dim=64, cond_hidden=16)
+
+
+def save_tiny_separator(root: Path) -> Path:
+    """A random tiny separator whose config names its codec folder and the hash encoder."""
+    torch.manual_seed(0)
+    codec = MicaCodec(TINY_CODEC)
+    save_checkpoint(root / "codec", "mica", TINY_CODEC, codec.state_dict(), half=True)
+    cfg = SeparatorConfig(codec=str(root / "codec"), text_encoder="hash", masker=TINY_MASKER)
+    codec = load_codec(str(root / "codec"))
+    sep = Separator(cfg, codec=codec, text_encoder=get_text_encoder("hash"))
+    return sep.save(root / "sep")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return str(save_tiny_separator(tmp_path_factory.mktemp("model")))
+
+
+def write_wav(path: Path, seconds=1.0, channels=1, sr=SR, seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    data = np.stack([tone + 0.05 * rng.standard_normal(t.size) for _ in range(channels)], 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data.astype(np.float32), sr, subtype="PCM_16")
+    return path
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    code = cli.main(["separate", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+# ------------------------------------------------------------------------------ happy paths
+def test_separate_one_file_writes_one_file_per_prompt(model, tmp_path, capsys):
+    wav = write_wav(tmp_path / "in" / "street.wav", seconds=1.3)
+    before = digest(wav)
+    code, out, _ = run([wav, "-p", "dog barking", "-p", "Car horn!", "--residual",
+                        "-o", tmp_path / "out", "--model", model], capsys)
+    assert code == 0
+    names = sorted(p.name for p in files_under(tmp_path / "out"))
+    assert names == ["car_horn.wav", "car_horn_residual.wav", "dog_barking.wav",
+                     "dog_barking_residual.wav"]
+    target, sr = sf.read(tmp_path / "out" / "street" / "dog_barking.wav", dtype="float32")
+    residual, _ = sf.read(tmp_path / "out" / "street" / "dog_barking_residual.wav", dtype="float32")
+    mix, _ = sf.read(wav, dtype="float32")
+    assert sr == SR and target.shape == mix.shape
+    np.testing.assert_allclose(target + residual, mix, atol=3e-3)  # target + rest = mixture
+    assert "real-time factor" in out and "dog_barking.wav" in out
+    assert digest(wav) == before  # the input is never modified
+
+
+def test_remove_writes_the_residual_as_main_output(model, tmp_path, capsys):
+    wav = write_wav(tmp_path / "a.wav")
+    code, _, _ = run([wav, "-p", "speech", "--remove", "-o", tmp_path / "out", "--model", model],
+                     capsys)
+    assert code == 0
+    assert [p.name for p in files_under(tmp_path / "out")] == ["speech_removed.wav"]
+    code, _, _ = run([wav, "-p", "speech", "--remove", "--residual", "-o", tmp_path / "out2",
+                      "--model", model], capsys)
+    removed, _ = sf.read(tmp_path / "out2" / "a" / "speech_removed.wav")
+    target, _ = sf.read(tmp_path / "out2" / "a" / "speech.wav")  # what was removed
+    np.testing.assert_allclose(removed + target, sf.read(wav)[0], atol=3e-3)
+
+
+def test_directory_input_mirrors_names_sorted(model, tmp_path, capsys):
+    for name in ("b.wav", "a.flac", "notes.txt"):
+        write_wav(tmp_path / "in" / "x.wav").rename(tmp_path / "in" / name)
+    code, out, _ = run([tmp_path / "in", "-p", "piano", "--format", "flac",
+                        "-o", tmp_path / "out", "--model", model], capsys)
+    assert code == 0
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in files_under(tmp_path / "out")] \
+        == ["a/piano.flac", "b/piano.flac"]
+    assert out.index("a.flac") < out.index("b.wav")
+
+
+def test_multichannel_is_separated_per_channel_or_downmixed(model, tmp_path, capsys):
+    wav = write_wav(tmp_path / "st.wav", channels=2)
+    assert run([wav, "-p", "violin", "-o", tmp_path / "o1", "--model", model], capsys)[0] == 0
+    assert sf.info(str(tmp_path / "o1" / "st" / "violin.wav")).channels == 2
+    assert run([wav, "-p", "violin", "--channels", "mono", "-o", tmp_path / "o2",
+                "--model", model], capsys)[0] == 0
+    assert sf.info(str(tmp_path / "o2" / "st" / "violin.wav")).channels == 1
+
+
+def test_44k_input_is_resampled_and_said_so(model, tmp_path, capsys):
+    wav = write_wav(tmp_path / "hi.wav", seconds=0.5, sr=44100)
+    code, _, err = run([wav, "-p", "flute", "-o", tmp_path / "out", "--model", model], capsys)
+    assert code == 0 and "resampling 44100 Hz -> 16000 Hz" in err
+    info = sf.info(str(tmp_path / "out" / "hi" / "flute.wav"))
+    assert info.samplerate == SR and info.frames == round(22050 * SR / 44100)
+
+
+@pytest.mark.filterwarnings("ignore::codecsep.audio.ClippingWarning")  # random codec: loud
+def test_codes_out_then_codes_in(model, tmp_path, capsys):
+    wav = write_wav(tmp_path / "m.wav", seconds=0.7, channels=2)
+    code, _, _ = run([wav, "-p", "speech", "--codes-out", "--n-quantizers", "3",
+                      "-o", tmp_path / "c", "--model", model], capsys)
+    assert code == 0
+    cf = CodesFile.load(tmp_path / "c" / "m" / "speech.codes")
+    assert cf.codes.shape[:2] == (2, 3) and cf.length == int(0.7 * SR) and cf.n_quantizers == 3
+    cf.check_codec(load_codec(Separator.load(model).config.codec))
+
+    # codes in -> codes out keeps the codec, channels and bitrate (or lowers it)
+    code, _, _ = run([tmp_path / "c" / "m" / "speech.codes", "--codes-in", "--codes-out",
+                      "--n-quantizers", "2", "-p", "music", "--residual",
+                      "-o", tmp_path / "cc", "--model", model], capsys)
+    assert code == 0
+    out = CodesFile.load(tmp_path / "cc" / "speech" / "music.codes")
+    assert out.codes.shape == (2, 2, cf.codes.shape[-1]) and out.length == cf.length
+    assert (tmp_path / "cc" / "speech" / "music_residual.codes").is_file()
+
+    # codes in -> audio out decodes at the codec's rate, to the original length
+    code, _, _ = run([tmp_path / "c" / "m", "--codes-in", "-p", "music", "-o", tmp_path / "ca",
+                      "--model", model], capsys)
+    assert code == 0
+    info = sf.info(str(tmp_path / "ca" / "speech" / "music.wav"))
+    assert (info.channels, info.frames, info.samplerate) == (2, cf.length, SR)
+
+
+def test_instruction_is_parsed_into_task_and_targets(model, tmp_path, capsys):
+    wav = write_wav(tmp_path / "song.wav")
+    code, _, err = run([wav, "--instruction", "please get rid of the dog", "-o", tmp_path / "out",
+                        "--model", model], capsys)
+    assert code == 0 and "remove" in err
+    assert [p.name for p in files_under(tmp_path / "out")] == ["dog_removed.wav"]
+
+
+def test_python_api_separate(model, tmp_path):
+    wav = write_wav(tmp_path / "x.wav", channels=2)
+    out = codecsep.separate(str(wav), ["dog", "cat"], model=model)
+    assert out["target"].shape == (2, 2, SR) and out["sample_rate"] == SR
+    arr = torch.from_numpy(sf.read(wav, dtype="float32")[0].T.copy())
+    again = codecsep.separate(arr, ["dog", "cat"], model=model, sample_rate=SR)
+    torch.testing.assert_close(again["target"], out["target"])
+    mono = codecsep.separate(arr[0].numpy(), "dog", model=model, sample_rate=48000)
+    assert mono["target"].shape == (1, 1, SR // 3)
+    with pytest.raises(codecsep.errors.CodecSepError, match="sample_rate is for arrays"):
+        codecsep.separate(str(wav), "dog", model=model, sample_rate=SR)
+
+
+def test_slug():
+    assert slug("  Dog barking! ") == "dog_barking"
+    assert slug("???") == "prompt"
+    assert slug("köpek havlıyor") == "köpek_havlıyor"
+    assert len(slug("a" * 500)) <= 60
+
+
+# ------------------------------------------------------------------------------ bad input
+def bad_cases(tmp_path: Path, model: str):
+    good = write_wav(tmp_path / "in" / "good.wav")
+    (tmp_path / "in" / "broken.wav").write_bytes(b"RIFF not really a wav")
+    write_wav(tmp_path / "taken" / "good.wav")
+    (tmp_path / "exists" / "good").mkdir(parents=True)
+    (tmp_path / "exists" / "good" / "dog.wav").write_bytes(b"keep me")
+    out = tmp_path / "out"
+    m = ["--model", model]
+    return [
+        ([good, "-p", "   ", "-o", out, *m], "empty prompt"),
+        ([good, "-p", "dog", "-p", "", "-o", out, *m], "empty prompt"),
+        ([good, "-o", out, *m], "no prompts"),
+        ([tmp_path / "missing.wav", "-p", "dog", "-o", out, *m], "no such file"),
+        ([good, tmp_path / "in" / "broken.wav", "-p", "dog", "-o", out, *m], "cannot read audio"),
+        ([tmp_path / "in", "-p", "dog", "-o", out, *m], "cannot read audio"),  # folder with it
+        ([good, "-p", "dog", "-o", tmp_path / "exists", *m], "already exists"),
+        ([good, tmp_path / "taken" / "good.wav", "-p", "dog", "-o", out, *m], "same folder"),
+        ([good, "-p", "dog", "-p", "Dog!", "-o", out, *m], "same file"),
+        ([good, "-p", "dog", "--codes-in", "-o", out, *m], "not a CodecSep codes file"),
+        ([good, "-p", "dog", "--codes-out", "--n-quantizers", "9", "-o", out, *m],
+         "has 4 codebooks"),
+        ([good, "-p", "dog", "--n-quantizers", "2", "-o", out, *m], "--codes-out"),
+        ([good, "-p", "dog", "--model", tmp_path / "nomodel", "-o", out], "not a CodecSep"),
+        ([good, "--instruction", "  ", "-o", out, *m], "empty --instruction"),
+        ([good, "--instruction", "remove it", "-p", "dog", "-o", out, *m], "do not combine"),
+    ]
+
+
+def test_every_bad_input_exits_2_with_one_line_and_writes_nothing(model, tmp_path, capsys):
+    cases = bad_cases(tmp_path, model)
+    before = {p: digest(p) for p in files_under(tmp_path)}
+    for argv, message in cases:
+        code, _, err = run(argv, capsys)
+        assert code == 2, (argv, err)
+        assert message in err and err.count("\n") == 1 and err.startswith("codecsep: error:"), err
+        assert not (tmp_path / "out").exists(), argv
+        assert {p: digest(p) for p in files_under(tmp_path)} == before, argv
+
+
+def test_overwrite_replaces_existing_outputs(model, tmp_path, capsys):
+    wav = write_wav(tmp_path / "a.wav")
+    (tmp_path / "out" / "a").mkdir(parents=True)
+    (tmp_path / "out" / "a" / "dog.wav").write_bytes(b"old")
+    args = [wav, "-p", "dog", "-p", "cat", "-o", tmp_path / "out", "--model", model]
+    assert run(args, capsys)[0] == 2
+    assert not (tmp_path / "out" / "a" / "cat.wav").exists()  # nothing, not even the new file
+    assert run([*args, "--overwrite"], capsys)[0] == 0
+    assert sf.info(str(tmp_path / "out" / "a" / "dog.wav")).frames == SR
