@@ -64,3 +64,21 @@ def test_codec_training_runs_and_exports(tmp_path):
 
     codec = load_mica(export)
     assert codec.n_codebooks == 2
+
+
+def test_train_cli_flags_map_onto_the_recipe_dataclasses():
+    import argparse
+
+    from codecsep.separators.separator import SeparatorConfig
+    from codecsep.train.cli import build_dataclass, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "separator", "--manifest", "m", "--out", "o",
+                              "--model.masker.depth", "3", "--batch-size", "4", "--bf16", "false",
+                              "--lr", "0.01"])
+    cfg = build_dataclass(SeparatorConfig(), args, "model.")
+    assert cfg.masker.depth == 3 and cfg.masker.dim == SeparatorConfig().masker.dim
+    assert args.batch_size == 4 and args.bf16 is False and args.lr == 0.01
+    for recipe in ("codec", "resunet", "codecformer", "codesep"):
+        parser.parse_args(["train", recipe, "--manifest", "m", "--out", "o"])

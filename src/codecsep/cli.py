@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "codecsep.train.cli",
     "eval": "codecsep.evaluate",
     "bench": "codecsep.bench",
+    "report": "codecsep.report",
     "speech": "codecsep.separators.speech_cli",
     "serve": "codecsep.app",
     "export": "codecsep.export",

@@ -4,6 +4,7 @@
     codecsep separate songs/ --prompt "speech" --remove -o out/   # out/<stem>/speech_removed.wav
     codecsep separate a.wav --instruction "remove the speech and keep the music" -o out/
     codecsep separate a.codes --codes-in --codes-out --prompt "piano" -o out/   # codes -> codes
+    codecsep separate a.wav --query-audio bark.wav -o out/   # by example: out/a/bark.wav
 
 Files written per input and prompt: `<slug>` = the target, `<slug>_residual` = the rest (with
 --residual); with --remove the rest is the main output, `<slug>_removed`, and --residual adds the
@@ -47,7 +48,15 @@ class Job:
 
 # ------------------------------------------------------------------------------ the request
 def resolve_prompts(args) -> tuple[list[str], bool]:
-    """(prompts, remove) from --prompt/--remove or from a free-form --instruction."""
+    """(prompts, remove) from --prompt/--remove, a free-form --instruction, or --query-audio
+    (then the "prompts" are the examples' stems: they name the outputs)."""
+    if args.query_audio:
+        if args.prompt or args.instruction is not None:
+            raise CodecSepError("--query-audio gives the target by example: do not combine it "
+                                "with --prompt/--instruction")
+        return check_prompts([Path(q).stem for q in args.query_audio]), args.remove
+    if args.audio_encoder is not None:
+        raise CodecSepError("--audio-encoder embeds --query-audio examples: add --query-audio")
     if args.instruction is None:
         if not args.prompt:
             raise CodecSepError("no prompts: give --prompt TEXT (repeatable) or --instruction TEXT")
@@ -232,6 +241,16 @@ def run_job(sep, job: Job, prompts, cond, args, writer: Writer) -> str:
     return "\n".join(lines)
 
 
+def query_embeddings(args, sep) -> torch.Tensor:
+    """(P, E) embeddings of the --query-audio examples, in the separator's text space."""
+    from ..audio import load_audio
+    from ..text.audio_encoder import AudioEncoder, check_query_space
+
+    encoder = AudioEncoder.load(args.audio_encoder)
+    check_query_space(encoder, sep)
+    return torch.stack([encoder.embed(*load_audio(q, mono=True)) for q in args.query_audio])
+
+
 def run(args: argparse.Namespace) -> int:
     prompts, remove = resolve_prompts(args)
     check_options(args)
@@ -246,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
             probe_codes(job.source, sep, args.n_quantizers)
         else:
             probe_audio(job.source)
-    cond = sep.embed(prompts)
+    cond = query_embeddings(args, sep) if args.query_audio else sep.embed(prompts)
     writer = Writer(sep, args.codes_out, args.n_quantizers, args.overwrite)
     for job in tqdm(jobs, desc="separating", unit="file", disable=len(jobs) < 2):
         tqdm.write(run_job(sep, job, prompts, cond, args, writer))
@@ -263,6 +282,11 @@ def register(sub) -> None:
                    help="sound to separate, e.g. 'dog barking' (repeat for several)")
     p.add_argument("--instruction", metavar="TEXT",
                    help="free-form request, e.g. 'remove the speech'")
+    p.add_argument("--query-audio", action="append", default=[], metavar="PATH",
+                   help="separate what sounds like this example (repeatable); outputs are "
+                        "named after its file name")
+    p.add_argument("--audio-encoder", metavar="DIR",
+                   help="aligned audio encoder for --query-audio (default: the shipped one)")
     p.add_argument("--remove", action="store_true",
                    help="write everything but the prompted sound (<slug>_removed)")
     p.add_argument("--residual", action="store_true", help="also write the other part")
