@@ -31,10 +31,23 @@ def test_draw_mixture_is_sum_of_sources_and_deterministic(tmp_path):
 
     bank = ClipBank(read_manifest(synthetic_manifest(tmp_path)))
     r = SeparatorRecipe(p_three=1.0)
-    a = draw_mixture(bank, r, 8000, np.random.default_rng(3))
-    b = draw_mixture(bank, r, 8000, np.random.default_rng(3))
-    assert np.array_equal(a[0], b[0]) and a[2] == b[2]
-    assert a[0].shape == a[1].shape == (8000,)
+    mix, sources, labels = draw_mixture(bank, r, 8000, np.random.default_rng(3))
+    again = draw_mixture(bank, r, 8000, np.random.default_rng(3))
+    assert np.array_equal(mix, again[0]) and labels == again[2]
+    assert sources.shape == (3, 8000) and len(set(labels)) == 3
+    assert np.allclose(mix, sources.sum(0), atol=1e-6)
+
+
+def test_batches_pair_each_mixture_with_two_targets(tmp_path):
+    from codecsep.data.manifest import read_manifest
+    from codecsep.train.separator import PromptTable, separator_batches
+
+    bank = ClipBank(read_manifest(synthetic_manifest(tmp_path)))
+    prompts = PromptTable({c.label: c.captions for c in bank.clips}, get_text_encoder("hash", dim=384))
+    recipe = SeparatorRecipe(batch_size=4, seconds=0.5, embed_noise=0.0)
+    mix, target, cond = next(separator_batches(bank, prompts, recipe, 16000, 0))
+    assert torch.equal(mix[0], mix[1]) and not torch.equal(target[0], target[1])
+    assert not torch.equal(cond[0], cond[1])
 
 
 def test_separator_training_resumes_and_exports(tmp_path):
@@ -80,5 +93,8 @@ def test_train_cli_flags_map_onto_the_recipe_dataclasses():
     cfg = build_dataclass(SeparatorConfig(), args, "model.")
     assert cfg.masker.depth == 3 and cfg.masker.dim == SeparatorConfig().masker.dim
     assert args.batch_size == 4 and args.bf16 is False and args.lr == 0.01
+    args = parser.parse_args(["train", "resunet", "--manifest", "m", "--out", "o",
+                              "--model.widths", "4,8,16"])
+    assert getattr(args, "model.widths") == (4, 8, 16)
     for recipe in ("codec", "resunet", "codecformer", "codesep"):
         parser.parse_args(["train", recipe, "--manifest", "m", "--out", "o"])

@@ -21,6 +21,10 @@ def add_dataclass_flags(parser, base, prefix: str = "") -> None:
         elif isinstance(default, bool):
             parser.add_argument(name, type=lambda s: s.lower() in ("1", "true", "yes"),
                                 default=None, metavar="BOOL", help=f"(default {default})")
+        elif isinstance(default, tuple):
+            item = type(default[0]) if default else str
+            parser.add_argument(name, type=lambda s, t=item: tuple(t(v) for v in s.split(",")),
+                                default=None, metavar="A,B,...", help=f"(default {default})")
         else:
             parser.add_argument(name, type=type(default), default=None, help=f"(default {default})")
 

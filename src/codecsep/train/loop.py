@@ -9,6 +9,7 @@ gradient clipping, CSV logs, the loss-curve PNG and, under `torchrun`, gloo data
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import sys
@@ -68,7 +69,9 @@ class Trainer:
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
         self.step = 0
+        self.history: list[dict] = []  # every command that trained this run, with its start step
         self._resume()
+        self.history.append({"start_step": self.step, "command": " ".join(sys.argv)})
 
     @property
     def state_path(self) -> Path:
@@ -80,6 +83,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["opt"])
             self.step = state["step"]
+            self.history = state.get("history", [])
             if self.rank == 0:
                 print(f"resumed from {self.state_path} at step {self.step}", file=sys.stderr)
 
@@ -88,8 +92,9 @@ class Trainer:
             return
         tmp = self.state_path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                    "step": self.step}, tmp)
+                    "step": self.step, "history": self.history}, tmp)
         os.replace(tmp, self.state_path)
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
         self.model.eval()
         self.export_fn(self.model, self.step)
         self.model.train()

@@ -9,6 +9,7 @@ residual (mixture - target), so extraction and removal are both trained.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from dataclasses import asdict, dataclass
@@ -38,7 +39,8 @@ class SeparatorRecipe:
     loudness_db: float = 10.0
     p_augment: float = 0.3
     speed_range: float = 0.08  # +-8 % speed change
-    embed_noise: float = 0.02  # std of noise on the prompt embedding
+    embed_noise: float = 0.01  # std of noise on the prompt embedding
+    targets_per_mixture: int = 2  # items per mixture, each with another source as the target
     w_residual: float = 1.0
     codec_sisdr: bool = False  # reference = decode(encode(clean)) (Codecformer's option)
     sisdr_floor: float = -30.0
@@ -71,11 +73,13 @@ class PromptTable:
 
 
 def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.random.Generator):
-    """(mixture, target, target label) as float32 arrays; the mixture is the sum of sources."""
+    """(mixture (T,), sources (K, T), labels) as float32; the mixture is the sum of the sources.
+
+    K is 2 or 3 sources of distinct classes; source levels differ by up to +-loudness_db."""
     k = 3 if rng.random() < recipe.p_three else 2
-    labels = rng.choice(len(bank.labels), size=k, replace=False)
+    picks = rng.choice(len(bank.labels), size=k, replace=False)
     sources = []
-    for j, li in enumerate(labels):
+    for j, li in enumerate(picks):
         idx = bank.by_label[bank.labels[li]]
         factor = 1 + rng.uniform(-recipe.speed_range, recipe.speed_range)
         seg = bank.crop(idx[rng.integers(len(idx))], int(length * factor) + 1, rng)
@@ -84,22 +88,29 @@ def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.r
         gain_db = 0.0 if j == 0 else rng.uniform(-recipe.loudness_db, recipe.loudness_db)
         sources.append(seg / (active_rms(seg) + 1e-8) * 10 ** (gain_db / 20))
     sources = np.stack(sources)
-    mix = sources.sum(0)
-    scale = 10 ** (rng.uniform(-20, -3) / 20) / (np.abs(mix).max() + 1e-8)
-    return (mix * scale).astype(np.float32), (sources[0] * scale).astype(np.float32), bank.labels[labels[0]]
+    scale = 10 ** (rng.uniform(-20, -3) / 20) / (np.abs(sources.sum(0)).max() + 1e-8)
+    sources = (sources * scale).astype(np.float32)
+    return sources.sum(0), sources, [bank.labels[i] for i in picks]
 
 
 def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRecipe,
                       sample_rate: int, seed: int):
+    """Batches of (mixture (B,1,T), target (B,1,T), prompt embedding (B,E)).
+
+    Each mixture appears `targets_per_mixture` times with a different source as the target
+    (as AudioSep pairs its segments): the same input must give different outputs for
+    different prompts, which is what teaches the masker to listen to the text."""
     rng = np.random.default_rng(seed)
     length = int(recipe.seconds * sample_rate)
     while True:
         mixes, targets, conds = [], [], []
-        for _ in range(recipe.batch_size):
-            mix, target, label = draw_mixture(bank, recipe, length, rng)
-            mixes.append(mix)
-            targets.append(target)
-            conds.append(prompts.sample(label, rng))
+        while len(mixes) < recipe.batch_size:
+            mix, sources, labels = draw_mixture(bank, recipe, length, rng)
+            n = min(recipe.targets_per_mixture, len(labels), recipe.batch_size - len(mixes))
+            for k in rng.choice(len(labels), size=n, replace=False):
+                mixes.append(mix)
+                targets.append(sources[k])
+                conds.append(prompts.sample(labels[k], rng))
         cond = torch.stack(conds)
         cond = cond + recipe.embed_noise * torch.randn_like(cond)
         yield (torch.from_numpy(np.stack(mixes))[:, None], torch.from_numpy(np.stack(targets))[:, None],
@@ -144,8 +155,10 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
     export_to = Path(export_dir) if export_dir else out / "checkpoint"
 
     def export(model, step):
-        model.save(export_to, meta={"step": step, "trained_by": command, "recipe": asdict(recipe),
-                                    "loop": asdict(loop), "manifest": str(manifest)})
+        history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
+        model.save(export_to, meta={"step": step, "trained_by": command, "history": history,
+                                    "recipe": asdict(recipe), "loop": asdict(loop),
+                                    "manifest": str(manifest)})
 
     batches = separator_batches(bank, prompts, recipe, codec.sample_rate, recipe.seed + 1000 * _rank())
     Trainer(sep, batches, make_step_fn(recipe, codec), export, out, loop,

@@ -1,0 +1,160 @@
+"""`codecsep report`: regenerate the README's results section from saved eval and bench files.
+
+    codecsep report                         # rewrite README.md between the results markers
+    codecsep report --check                 # exit 1 if the README is out of date (CI)
+
+Everything between `<!-- results:start -->` and `<!-- results:end -->` is replaced; the rest of
+the README is left byte for byte. Quality tables (one per task and prompt mode: models x
+protocols, mean SI-SDRi / SDRi / ViSQOL and the item count) come from every
+`results/eval/**/summary.json`; the cost table from `results/bench/bench.json`. Each table is
+followed by the exact commands that reproduce it, as recorded by `codecsep eval` / `bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .errors import CodecSepError
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+PROTOCOLS = ("two_source", "three_source", "dnr", "two_speaker")
+GROUP_TITLES = {("extract", "label"): "extraction, label prompts",
+                ("extract", "caption"): "extraction, caption prompts",
+                ("extract", "heldout"): "extraction, held-out paraphrases",
+                ("remove", "label"): "removal, label prompts",
+                ("remove", "caption"): "removal, caption prompts",
+                ("remove", "heldout"): "removal, held-out paraphrases"}
+MODEL_ORDER = ("codecsep", "resunet", "mixture", "oracle-mdct-irm", "codec-ceiling")
+
+
+def load_summaries(eval_root) -> list[dict]:
+    """Every summary.json under eval_root; for a repeated evaluation the newest file wins."""
+    found: dict[tuple, tuple[float, dict]] = {}
+    for path in sorted(Path(eval_root).rglob("summary.json")):
+        try:
+            s = json.loads(path.read_text())
+            key = (s["model"], s["protocol"], s["task"], s["prompt_mode"])
+        except (ValueError, KeyError) as e:
+            raise CodecSepError(f"{path}: not an evaluation summary ({e})") from e
+        mtime = path.stat().st_mtime
+        if key not in found or found[key][0] < mtime:
+            found[key] = (mtime, s)
+    return [s for _, s in found.values()]
+
+
+def _model_rank(model: str) -> tuple[int, str]:
+    kind = model.partition(":")[0]
+    return (MODEL_ORDER.index(kind) if kind in MODEL_ORDER else len(MODEL_ORDER), model)
+
+
+def _num(d: dict | None, digits: int) -> str:
+    v = (d or {}).get("mean")
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def quality_cell(s: dict | None) -> str:
+    if s is None:
+        return ""
+    m = s["metrics"]
+    return (f"{_num(m.get('si_sdri'), 2)} / {_num(m.get('sdri'), 2)} / "
+            f"{_num(m.get('visqol'), 2)} ({s['n_items']})")
+
+
+def quality_section(summaries: list[dict], task: str, mode: str) -> list[str]:
+    group = [s for s in summaries if (s["task"], s["prompt_mode"]) == (task, mode)]
+    if not group:
+        return []
+    protocols = [p for p in PROTOCOLS if any(s["protocol"] == p for s in group)]
+    models = sorted({s["model"] for s in group}, key=_model_rank)
+    cell = {(s["model"], s["protocol"]): s for s in group}
+    steps = {s["model"]: sorted({str(x["model_step"]) for x in group
+                                 if x["model"] == s["model"] and x.get("model_step") is not None})
+             for s in group}
+    lines = [f"### Separation quality: {GROUP_TITLES.get((task, mode), f'{task}, {mode}')}", "",
+             ("Mean SI-SDRi / SDRi in dB / ViSQOL (MOS-LQO), and (the number of scored items), "
+              "on the fixed evaluation sets drawn from the corpus test split."), "",
+             "| model | " + " | ".join(protocols) + " |", "|---" * (len(protocols) + 1) + "|"]
+    for model in models:
+        name = f"`{model}`" + (f" (step {', '.join(steps[model])})" if steps[model] else "")
+        lines.append(f"| {name} | " + " | ".join(quality_cell(cell.get((model, p)))
+                                                 for p in protocols) + " |")
+    notes = sorted({s["visqol_note"] for s in group if "visqol" in s["metrics"]})
+    lines += ["", *(f"{n}." for n in notes)] if notes else []
+    return lines + ["", "```bash", *sorted({s["command"] for s in group}), "```", ""]
+
+
+def cost_section(bench: dict | None) -> list[str]:
+    from .bench import cost_table
+
+    if bench is None:
+        return ["### Cost on CPU", "", "No benchmark yet: run `codecsep bench`.", ""]
+    cfg, m = bench["config"], bench["machine"]
+    return ["### Cost on CPU", "",
+            (f"Parameters, GMACs per second of audio (counted on {cfg['cost_seconds']:g} s), "
+             f"real-time factor on {cfg['seconds']:g} s (median of {cfg['repeats']}), peak RSS "
+             f"of a fresh process. Machine: {m['cpu_count']} CPUs ({m['processor']}), torch "
+             f"{m['torch']}, load average {m['load_average']}."), "",
+            *cost_table(bench), "", "```bash", bench["command"], "```", ""]
+
+
+def results_section(summaries: list[dict], bench: dict | None) -> str:
+    lines = [START, ("<!-- generated by `codecsep report` from results/eval/**/summary.json "
+                     "and results/bench/bench.json: edit those, not this -->"), ""]
+    for task, mode in GROUP_TITLES:
+        lines += quality_section(summaries, task, mode)
+    if not summaries:
+        lines += [("No evaluation results yet: run `codecsep eval --model codecsep --protocol "
+                   "two_source`."), ""]
+    lines += cost_section(bench)
+    return "\n".join(lines + [END])
+
+
+def replace_section(text: str, section: str, append: bool = False) -> str:
+    """`text` with everything from START to END (markers included) replaced by `section`."""
+    start, end = text.find(START), text.find(END)
+    if start < 0 and end < 0:
+        if not append:
+            raise CodecSepError(f"the README has no {START} ... {END} markers: add them where the "
+                                "results go, or pass --append")
+        return text.rstrip("\n") + "\n\n## Results\n\n" + section + "\n"
+    if start < 0 or end < start or text.count(START) != 1 or text.count(END) != 1:
+        raise CodecSepError(f"the README needs exactly one {START} followed by one {END}")
+    return text[:start] + section + text[end + len(END):]
+
+
+def build_report(readme, eval_root="results/eval", bench_file="results/bench/bench.json",
+                 append: bool = False) -> tuple[str, str]:
+    """(current README text, regenerated README text)."""
+    readme = Path(readme)
+    if not readme.is_file():
+        raise CodecSepError(f"{readme}: no such README")
+    bench_path = Path(bench_file)
+    bench = json.loads(bench_path.read_text()) if bench_path.is_file() else None
+    old = readme.read_text(encoding="utf-8")
+    return old, replace_section(old, results_section(load_summaries(eval_root), bench), append)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="regenerate the README results from eval/bench files")
+    p.add_argument("--readme", default="README.md", help="README to update (default %(default)s)")
+    p.add_argument("--eval-root", default="results/eval", help="where `codecsep eval` wrote")
+    p.add_argument("--bench", default="results/bench/bench.json", help="`codecsep bench` output")
+    p.add_argument("--append", action="store_true", help="add the markers at the end if missing")
+    p.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 if the README is out of date")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .audio import atomic_write_bytes
+
+    old, new = build_report(args.readme, args.eval_root, args.bench, args.append)
+    if args.check:
+        print(f"{args.readme}: {'up to date' if old == new else 'out of date: run codecsep report'}")
+        return 0 if old == new else 1
+    if old != new:
+        atomic_write_bytes(Path(args.readme), new.encode("utf-8"), overwrite=True)
+    print(f"{args.readme}: results section {'updated' if old != new else 'already up to date'}")
+    return 0
