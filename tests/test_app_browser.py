@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from test_app_load import free_port, tone
-from test_separate_cli import save_tiny_separator
+from helpers import free_port, save_tiny_separator, tone
 
 from codecsep.separators.separator import Separator
 

@@ -3,14 +3,13 @@ of 8 concurrent clients on loopback, each of which must get back its own audio."
 
 from __future__ import annotations
 
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_separate_cli import save_tiny_separator
+from helpers import dominant_hz, free_port, save_tiny_separator, tone
 
 from codecsep.app import AppInputError, Limits, check_upload, resolve_request, separate_upload
 from codecsep.audio import load_audio
@@ -24,18 +23,6 @@ CLIENTS = 8
 @pytest.fixture(scope="module")
 def separator(tmp_path_factory):
     return Separator.load(save_tiny_separator(tmp_path_factory.mktemp("model")))
-
-
-def tone(path, freq: float, seconds: float = 1.0, sr: int = SR, channels: int = 1):
-    t = np.arange(int(seconds * sr)) / sr
-    sf.write(path, np.stack([0.3 * np.sin(2 * np.pi * freq * t)] * channels, 1), sr)
-    return path
-
-
-def dominant_hz(path) -> float:
-    x, sr = sf.read(path, always_2d=True)
-    spectrum = np.abs(np.fft.rfft(x.mean(1)))
-    return float(np.argmax(spectrum) * sr / len(x))
 
 
 # ------------------------------------------------------------------------------ plain function
@@ -81,12 +68,6 @@ def test_separate_upload_writes_result_residual_and_figure(separator, tmp_path):
 
 
 # ------------------------------------------------------------------------------ load test
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(separator, tmp_path_factory):
     pytest.importorskip("gradio")

@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from helpers import write_speech_manifest
 
 from codecsep.codecs.mica import MicaCodec, MicaConfig
-from codecsep.data.manifest import Clip, write_manifest
 from codecsep.errors import CodecSepError
 from codecsep.flops import count_parameters, macs_per_second
 from codecsep.losses import pit_neg_si_sdr
@@ -144,22 +143,6 @@ def test_sepformer_cost_model_runs_and_dwarfs_codecformer():
     paper_macs = macs_per_second(paper, torch.empty(1, 1024, 25, device="meta"), 0.5)
     assert 0.9e9 < paper_macs < 1.2e9  # ~1.05 GMACs/s on DAC-16k's 50 Hz latent
     assert sep_macs > 50 * paper_macs  # the paper reports 52x against Sepformer
-
-
-def write_speech_manifest(root, speakers=("a", "b", "c"), per=2, seconds=1.0):
-    rng = np.random.default_rng(0)
-    clips = []
-    for s in speakers:
-        for i in range(per):
-            path = root / f"{s}{i}.wav"
-            wav = 0.1 * rng.standard_normal(int(16000 * seconds))
-            sf.write(path, wav.astype("float32"), 16000)
-            tts = s.startswith("tts")
-            clips.append(Clip(path=path.name, label="speech", captions=("speech",), source="t",
-                              source_id=f"{s}:{i}", split="train", duration=seconds,
-                              category="speech",
-                              extra={"speaker": s, **({"tts": True} if tts else {})}))
-    return write_manifest(clips, root / "manifest.jsonl")
 
 
 def test_speech_clips_use_speakers_and_keep_tts_for_training(tmp_path):

@@ -201,7 +201,7 @@ def test_save_load_round_trip_checks_codec_weights(saved):
 
 
 def test_tiny_training_run(tmp_path):
-    from test_codecformer import write_speech_manifest
+    from helpers import write_speech_manifest
 
     from codecsep.train.loop import LoopConfig
     from codecsep.train.speech import SpeechRecipe, train_codesep

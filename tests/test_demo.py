@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_separate_cli import save_tiny_separator
+from helpers import save_tiny_separator
 
 from codecsep import cli
 from codecsep.data.manifest import Clip, write_manifest

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from test_app_load import dominant_hz, tone
-from test_separate_cli import save_tiny_separator
+from helpers import dominant_hz, save_tiny_separator, tone
 
 torch.set_num_threads(1)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

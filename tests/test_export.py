@@ -12,7 +12,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import onnx
-from test_separate_cli import save_tiny_separator
+from helpers import save_tiny_separator
 
 from codecsep import cli
 from codecsep.errors import CodecSepError

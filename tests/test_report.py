@@ -52,7 +52,7 @@ def results(tmp_path):
 
 def test_markers_replaced_and_the_rest_of_the_readme_untouched(results):
     old, new = build_report(results / "README.md", results / "results" / "eval",
-                            results / "bench.json")
+                            results / "bench.json", deploy_file=results / "no-deploy.json")
     assert "old numbers" in old and "old numbers" not in new
     assert new.startswith(BEFORE + START) and new.endswith(END + AFTER)
     section = new[len(BEFORE): -len(AFTER)]
@@ -64,13 +64,15 @@ def test_markers_replaced_and_the_rest_of_the_readme_untouched(results):
     assert "codecsep eval --model oracle-mdct-irm --protocol three_source" in section
     assert "| codecsep | 7.50 | 0.25 | 0.34 |" in section and "7.1x vs resunet-compact" in section
     assert "```bash\ncodecsep bench\n```" in section
+    assert "Deployment" not in section  # no deploy.json: no table, no placeholder
     again = replace_section(new, section)
     assert again == new  # idempotent
 
 
 def test_cli_writes_then_reports_up_to_date(results, capsys):
     args = ["report", "--readme", str(results / "README.md"), "--eval-root",
-            str(results / "results" / "eval"), "--bench", str(results / "bench.json")]
+            str(results / "results" / "eval"), "--bench", str(results / "bench.json"),
+            "--deploy", str(results / "no-deploy.json")]
     assert cli.main(args + ["--check"]) == 1
     assert cli.main(args) == 0
     assert cli.main(args + ["--check"]) == 0
@@ -83,8 +85,10 @@ def test_missing_or_broken_markers_are_clear_errors(results):
     readme = results / "README.md"
     readme.write_text("# no markers\n")
     with pytest.raises(CodecSepError, match="markers"):
-        build_report(readme, results / "nothing", results / "none.json")
-    _, new = build_report(readme, results / "nothing", results / "none.json", append=True)
+        build_report(readme, results / "nothing", results / "none.json",
+                     deploy_file=results / "none.json")
+    _, new = build_report(readme, results / "nothing", results / "none.json", append=True,
+                          deploy_file=results / "none.json")
     assert new.startswith("# no markers\n") and START in new and "No benchmark yet" in new
     with pytest.raises(CodecSepError, match="exactly one"):
         replace_section(f"{END}\n{START}", "x")
@@ -99,3 +103,42 @@ def test_newest_summary_wins_for_a_repeated_evaluation(results):
     os.utime(d / "summary.json", (2e9, 2e9))
     found = [s for s in load_summaries(results / "results" / "eval") if s["model"] == "mixture"]
     assert len(found) == 1 and found[0]["metrics"]["si_sdri"]["mean"] == 0.125
+
+
+def deploy_result() -> dict:
+    """A `codecsep bench deploy` result with the fields the table reads."""
+    def stats(mean, low=None):
+        return {"mean": mean, "median": mean, "min": mean if low is None else low, "n": 20}
+
+    stream = [{"block_ms": b, "context_ms": 10 * b, "latency_ms": b + 20, "rtf": 0.1,
+               "si_sdr_stream_vs_offline": stats(b / 10, 3.5), "si_sdri_offline": stats(6.0),
+               "si_sdri_stream": stats(b / 40)} for b in (200, 100)]
+    return {"model": "default", "model_step": 5250, "n_items": 20, "n_mixtures": 20,
+            "eval_set": "data/eval/two_source-0", "rtf_seconds": 10.0, "rtf_repeats": 5,
+            "machine": {"cpu_count": 2, "processor": "x86_64", "load_average": [1.0, 1.0, 1.0]},
+            "torch": {"rtf": 0.0125, "window_seconds": 10.0},
+            "onnx": {"opset": 17, "rtf": 0.00875, "max_abs_diff": 2e-6, "size_mb": 31.5,
+                     "si_sdr_vs_torch": stats(98.5, 91.25), "si_sdri_torch": stats(6.0),
+                     "si_sdri_onnx": stats(6.0)},
+            "streaming": stream, "command": "codecsep bench deploy --n 20"}
+
+
+def test_deploy_table_follows_the_cost_table_when_deploy_json_exists(results):
+    (results / "deploy.json").write_text(json.dumps(deploy_result()))
+    _, new = build_report(results / "README.md", results / "results" / "eval",
+                          results / "bench.json", deploy_file=results / "deploy.json")
+    section = new[new.index(START): new.index(END)]
+    assert section.index("### Cost on CPU") < section.index("### Deployment (ONNX, streaming)")
+    assert "| PyTorch, offline | whole input (10 s windows) | 0.0125 | reference | 6.00 |" in section
+    assert "| ONNX Runtime, offline (opset 17) | whole input | 0.00875 | 98.50 / 91.25 | 6.00 |" \
+        in section
+    assert "| PyTorch, streaming 200 ms blocks, 2 s context | 220 ms | 0.1 | 20.00 / 3.50 | 5.00 |" \
+        in section
+    assert "streaming 100 ms blocks, 1 s context | 120 ms |" in section
+    assert "Model `default`, step 5250" in section
+    assert "```bash\ncodecsep bench deploy --n 20\n```" in section
+    assert new.startswith(BEFORE) and new.endswith(AFTER)
+    (results / "deploy.json").write_text("{broken")
+    with pytest.raises(CodecSepError, match="not valid JSON"):
+        build_report(results / "README.md", results / "nothing", results / "bench.json",
+                     deploy_file=results / "deploy.json")

@@ -13,32 +13,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import SR, save_tiny_separator
 
 import codecsep
 from codecsep import cli
-from codecsep.checkpoint import save_checkpoint
 from codecsep.codecs import CodesFile, load_codec
-from codecsep.codecs.mica import MicaCodec, MicaConfig
 from codecsep.separators.api import slug
-from codecsep.separators.masker import MaskerConfig
-from codecsep.separators.separator import Separator, SeparatorConfig
-from codecsep.text.base import get_text_encoder
+from codecsep.separators.separator import Separator
 
 torch.set_num_threads(1)
-SR = 16000
-TINY_CODEC = MicaConfig(channels=16, depth=1, n_codebooks=4, codebook_size=32, codebook_dim=4)
-TINY_MASKER = MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64, cond_dim=64, cond_hidden=16)
-
-
-def save_tiny_separator(root: Path) -> Path:
-    """A random tiny separator whose config names its codec folder and the hash encoder."""
-    torch.manual_seed(0)
-    codec = MicaCodec(TINY_CODEC)
-    save_checkpoint(root / "codec", "mica", TINY_CODEC, codec.state_dict(), half=True)
-    cfg = SeparatorConfig(codec=str(root / "codec"), text_encoder="hash", masker=TINY_MASKER)
-    codec = load_codec(str(root / "codec"))
-    sep = Separator(cfg, codec=codec, text_encoder=get_text_encoder("hash"))
-    return sep.save(root / "sep")
 
 
 @pytest.fixture(scope="module")

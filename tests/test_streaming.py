@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_separate_cli import save_tiny_separator
+from helpers import save_tiny_separator
 
 from codecsep.codecs.mica import MicaCodec, MicaConfig
 from codecsep.errors import CodecSepError

@@ -408,6 +408,12 @@ def register(subparsers) -> None:
                    help="input lengths for the peak-memory probes (none to skip)")
     p.add_argument("--tiny", action="store_true", help="tiny random models (pipeline check)")
     p.set_defaults(func=_run)
+    from .codecs.evaluate import register_codec_bench  # `codecsep bench codec`
+    from .deploy_bench import register_deploy  # `codecsep bench deploy`
+
+    extra = p.add_subparsers(dest="bench_command", metavar="{codec,deploy}")
+    register_codec_bench(extra)
+    register_deploy(extra)
 
 
 def _run(args: argparse.Namespace) -> int:

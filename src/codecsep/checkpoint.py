@@ -3,6 +3,7 @@
 `config.json` holds `{"class": registry name, "config": resolved config}`; the weights restore
 with strict=True; `meta.json` records the version, the content hash of the weights and the exact
 command that trained them. Optimizer state lives apart (`train_state.pt`) and is never shipped.
+`Checkpointed` gives a model `save`/`load` over such a directory from a few class attributes.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
+import sys
 import tempfile
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -23,17 +26,21 @@ from .errors import CodecSepError
 
 
 def config_from_dict(cls, d: dict):
-    """Build a frozen config dataclass from a dict; unknown keys are an error."""
+    """Build a frozen config dataclass from a dict; unknown keys are an error. Lists become
+    tuples, and a dict given for a field whose default is a dataclass builds that dataclass."""
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:
         raise CodecSepError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-    kwargs = {}
-    for f in fields(cls):
-        if f.name in d:
-            v = d[f.name]
-            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**kwargs)
+    return cls(**{f.name: _field_value(f, d[f.name]) for f in fields(cls) if f.name in d})
+
+
+def _field_value(f, value):
+    if isinstance(value, dict):
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        if is_dataclass(default):
+            return config_from_dict(type(default), value)
+    return tuple(value) if isinstance(value, list) else value
 
 
 def file_sha256(path: Path) -> str:
@@ -66,13 +73,23 @@ def save_checkpoint(directory, kind: str, config, state_dict: dict, meta: dict |
     return directory
 
 
-def load_checkpoint(directory) -> tuple[str, dict, dict, dict]:
-    """Read (kind, config dict, state_dict in float32, meta); checks the content hash."""
-    directory = Path(directory)
+def _checkpoint_config(directory: Path) -> dict:
+    """config.json of a checkpoint directory: {"class": kind, "config": {...}}."""
     for name in ("config.json", "model.safetensors"):
         if not (directory / name).is_file():
             raise CodecSepError(f"{directory}: not a CodecSep checkpoint (missing {name})")
-    cfg = json.loads((directory / "config.json").read_text())
+    return json.loads((directory / "config.json").read_text())
+
+
+def checkpoint_kind(directory) -> str:
+    """The registry name a checkpoint directory records ("codecsep", "resunet", ...)."""
+    return _checkpoint_config(Path(directory))["class"]
+
+
+def load_checkpoint(directory) -> tuple[str, dict, dict, dict]:
+    """Read (kind, config dict, state_dict in float32, meta); checks the content hash."""
+    directory = Path(directory)
+    cfg = _checkpoint_config(directory)
     meta_path = directory / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if "sha256" in meta and meta["sha256"] != file_sha256(directory / "model.safetensors"):
@@ -80,3 +97,57 @@ def load_checkpoint(directory) -> tuple[str, dict, dict, dict]:
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in load_file(str(directory / "model.safetensors")).items()}
     return cfg["class"], cfg["config"], state, meta
+
+
+def command_line() -> str:
+    """The running command, shell-quoted: what a checkpoint's meta records as "trained_by"."""
+    return " ".join(shlex.quote(a) for a in sys.argv)
+
+
+class Checkpointed:
+    """`save` / `load` for a model stored as its config plus one submodule's weights.
+
+    A subclass sets `checkpoint_kind` (the name config.json records), `config_class` (a frozen
+    dataclass, rebuilt by `config_from_dict`), `checkpoint_label` (names the model in errors),
+    `checkpoint_weights` (the attribute whose state_dict is stored), and may set
+    `checkpoint_half` (store float16) and `default_checkpoint` (what `load(None)` reads). Hooks:
+    `checkpoint_meta()` -> what meta.json records besides the caller's meta, and
+    `check_checkpoint(path, meta)` -> raise if the weights do not fit the parts given.
+    """
+
+    checkpoint_kind: str
+    config_class: type
+    checkpoint_label: str
+    checkpoint_weights: str = "net"
+    checkpoint_half: bool = True
+    default_checkpoint: Path | None = None
+
+    def checkpoint_meta(self) -> dict:
+        return {}
+
+    def check_checkpoint(self, path: Path, meta: dict) -> None:
+        """Raise CodecSepError when the loaded weights do not fit this model's parts."""
+
+    def save(self, directory, meta: dict | None = None) -> Path:
+        """Write the checkpoint directory; `meta` adds to (and overrides) `checkpoint_meta()`."""
+        info = {**self.checkpoint_meta(), **(meta or {})}
+        weights = getattr(self, self.checkpoint_weights).state_dict()
+        return save_checkpoint(directory, self.checkpoint_kind, asdict(self.config), weights,
+                               meta=info, half=self.checkpoint_half)
+
+    @classmethod
+    def load(cls, path=None, **parts):
+        """Rebuild from a checkpoint directory (None: `default_checkpoint`) with strict weights;
+        `parts` go to the constructor (e.g. `codec=`, `text_encoder=`). Returns it in eval mode
+        with `.meta` set."""
+        path = Path(path) if path else cls.default_checkpoint
+        if path is None:
+            raise CodecSepError(f"give the checkpoint folder of {cls.checkpoint_label} to load")
+        kind, cfg, state, meta = load_checkpoint(path)
+        if kind != cls.checkpoint_kind:
+            raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not {cls.checkpoint_label}")
+        model = cls(config_from_dict(cls.config_class, cfg), **parts)
+        getattr(model, cls.checkpoint_weights).load_state_dict(state, strict=True)
+        model.check_checkpoint(path, meta)
+        model.meta = meta
+        return model.eval()

@@ -28,14 +28,26 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def base_parser() -> argparse.ArgumentParser:
+    """`codecsep` with its own options (--help, --version) and no command yet."""
     parser = argparse.ArgumentParser(
         prog="codecsep",
         description="Text-prompted sound separation on neural-codec latents and code streams.",
     )
     parser.add_argument("--version", action="version", version=f"codecsep {__version__}")
+    return parser
+
+
+def asks_version(argv: list[str]) -> bool:
+    """`--version` (or an abbreviation) comes first: argparse answers it before anything else,
+    so the commands, whose modules import torch, need not be built."""
+    return bool(argv) and len(argv[0]) > 2 and "--version".startswith(argv[0])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = base_parser()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -47,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = base_parser() if asks_version(argv) else build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

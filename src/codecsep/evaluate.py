@@ -127,9 +127,9 @@ class ModelKind:
 
 
 def _codecsep(arg, text_encoder):
-    from .separators.separator import Separator
+    from .separators.registry import load_separator
 
-    return Separator.load(arg or None, text_encoder=text_encoder)
+    return load_separator(arg or None, text_encoder=text_encoder)
 
 
 def _resunet(arg, text_encoder):
@@ -148,7 +148,8 @@ def _codec_ceiling(arg, text_encoder):
 
 
 MODELS: dict[str, ModelKind] = {
-    "codecsep": ModelKind(_codecsep, "optional", "CodecSep checkpoint dir (default: shipped)"),
+    "codecsep": ModelKind(_codecsep, "optional", "separator checkpoint dir: CodecSep, "
+                          "hierarchical or ResUNet, read from its config (default: shipped)"),
     "resunet": ModelKind(_resunet, "required", "AudioSep-style ResUNet checkpoint dir"),
     "mixture": ModelKind(lambda a, t: MixtureModel(), "none", "floor: the mixture itself"),
     "oracle-mdct-irm": ModelKind(lambda a, t: OracleMDCTIRM(), "none",

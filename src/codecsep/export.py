@@ -101,6 +101,9 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: dict, outputs: d
 def _check_exportable(separator) -> None:
     from .codecs.mica import MicaCodec
 
+    kind = getattr(separator, "checkpoint_kind", None)
+    if kind != "codecsep":
+        raise CodecSepError(f"ONNX export supports CodecSep separators, not a {kind!r} model")
     if not isinstance(separator.codec, MicaCodec):
         raise CodecSepError(f"ONNX export supports the Mica codec; this separator uses "
                             f"{separator.codec.codec_id}")

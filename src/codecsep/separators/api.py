@@ -21,7 +21,9 @@ import torch
 
 from ..audio import load_audio, resample, to_mono
 from ..errors import CodecSepError
-from .separator import DEFAULT_SEPARATOR, Separator, check_prompts
+from .base import TextQueriedSeparator, check_prompts
+from .registry import load_separator
+from .separator import DEFAULT_SEPARATOR
 
 MAX_SLUG = 60
 
@@ -33,16 +35,18 @@ def slug(prompt: str) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(path: str | None) -> Separator:
-    return Separator.load(path)
+def _load_cached(path: str | None) -> TextQueriedSeparator:
+    return load_separator(path)
 
 
-def get_separator(model: Separator | str | os.PathLike | None = None) -> Separator:
-    """A Separator as given, loaded from a checkpoint dir, or the shipped default (None).
+def get_separator(model: TextQueriedSeparator | str | os.PathLike | None = None,
+                  ) -> TextQueriedSeparator:
+    """A separator as given, loaded from a checkpoint dir (any text-queried kind: CodecSep,
+    hierarchical, ResUNet), or the shipped default (None).
 
     Loaded models are cached, so repeated `separate()` calls do not reload them.
     """
-    if isinstance(model, Separator):
+    if isinstance(model, TextQueriedSeparator):
         return model
     if model is None and not (DEFAULT_SEPARATOR / "config.json").is_file():
         raise CodecSepError(f"no default separator is installed ({DEFAULT_SEPARATOR} is missing): "
@@ -50,13 +54,13 @@ def get_separator(model: Separator | str | os.PathLike | None = None) -> Separat
     return _load_cached(str(Path(model).resolve()) if model is not None else None)
 
 
-def read_input(path, sep: Separator, mono: bool = False) -> tuple[torch.Tensor, int]:
+def read_input(path, sep: TextQueriedSeparator, mono: bool = False) -> tuple[torch.Tensor, int]:
     """Audio file -> ((C, T) at the separator's rate, the file's own rate)."""
     wav, file_rate = load_audio(path, mono=mono)
     return resample(wav, file_rate, sep.sample_rate), file_rate
 
 
-def _as_waveform(audio, sep: Separator, sample_rate: int | None) -> torch.Tensor:
+def _as_waveform(audio, sep: TextQueriedSeparator, sample_rate: int | None) -> torch.Tensor:
     """(T,) or (C, T) array at `sample_rate` -> (C, T) float32 at the separator's rate."""
     wav = audio.detach().cpu() if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio))
     if not wav.is_floating_point():
@@ -77,7 +81,8 @@ def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
     path_or_array: a file path, or a (T,) / (C, T) float array or tensor at `sample_rate`
         (default: the separator's rate). `sample_rate` is only for arrays: a file says its own.
     prompts: one string or a list; one output row per prompt.
-    model: a Separator, a checkpoint directory, or None for the shipped default.
+    model: a separator (CodecSep, hierarchical, ResUNet), a checkpoint directory of one, or None
+        for the shipped default.
     mono: downmix the channels first (default: each channel is separated on its own).
     Returns {"target": (P, C, T), "residual": (P, C, T), "sample_rate": int, "prompts": list};
     "residual" is the mixture minus the target: use it to *remove* the prompted sound.

@@ -160,10 +160,17 @@ def probe_audio(path: Path) -> None:
         raise AudioError(f"{path}: unsupported sample rate {info.samplerate} Hz")
 
 
-def check_n_quantizers(args, sep) -> None:
-    n, most = args.n_quantizers, sep.codec.n_codebooks
+def check_code_streams(args, sep) -> None:
+    """Code-stream options need a codec-based separator with enough codebooks."""
+    codec = getattr(sep, "codec", None)
+    if codec is None:
+        if args.codes_in or args.codes_out:
+            raise CodecSepError(f"--codes-in/--codes-out need a codec-based separator; this "
+                                f"{sep.checkpoint_kind} model works on waveforms only")
+        return
+    n, most = args.n_quantizers, codec.n_codebooks
     if n is not None and n > most:
-        raise CodecSepError(f"--n-quantizers {n}: codec {sep.codec.codec_id} has {most} codebooks")
+        raise CodecSepError(f"--n-quantizers {n}: codec {codec.codec_id} has {most} codebooks")
 
 
 def probe_codes(path: Path, sep, n_quantizers: int | None) -> None:
@@ -209,7 +216,7 @@ class Writer:
     @torch.inference_mode()
     def write(self, x: torch.Tensor, result: Result, path: Path) -> None:
         """x: (C, T) waveform or (C, N, F) codes, as `result` holds them."""
-        codec = self.sep.codec
+        codec = getattr(self.sep, "codec", None)  # None: a waveform-only separator (ResUNet)
         if not self.codes_out:
             wav = codec.decode(codec.dequantize(x), result.length)[:, 0] if result.is_codes else x
             save_audio(path, wav, self.sep.sample_rate, overwrite=self.overwrite)
@@ -259,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan(files, Path(args.out), output_names(prompts, remove, args.residual), ext)
     check_outputs(jobs, args.overwrite)
     sep = get_separator(args.model)
-    check_n_quantizers(args, sep)
+    check_code_streams(args, sep)
     for job in jobs:  # every input is readable before the first output is written
         if args.codes_in:
             probe_codes(job.source, sep, args.n_quantizers)

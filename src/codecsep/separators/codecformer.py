@@ -22,21 +22,18 @@ structure, built only to count MACs for the comparison the paper makes; it is ne
 from __future__ import annotations
 
 import itertools
-import shlex
-import sys
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import config_from_dict, load_checkpoint, save_checkpoint
 from ..codecs import ASSETS, load_codec
 from ..errors import CodecSepError
 from ..nn.snake import Snake
 from ..nn.transformer import Transformer, sinusoidal_positions
+from .base import FrozenCodec, LatentSpaceCheckpoint, as_channels
 from .chunking import overlap_add, window_starts
 from .masker import latent_features
 
@@ -110,15 +107,6 @@ class CodecformerNet(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ helpers
-def as_channels(audio) -> torch.Tensor:
-    """(T,) or (C, T) array or tensor -> (C, T) float32; a clear error for anything else."""
-    wav = torch.as_tensor(np.asarray(audio) if not torch.is_tensor(audio) else audio).float()
-    wav = wav.unsqueeze(0) if wav.ndim == 1 else wav
-    if wav.ndim != 2 or wav.shape[-1] == 0:
-        raise CodecSepError(f"audio must be (T,) or (C, T) with T > 0, got {tuple(wav.shape)}")
-    return wav
-
-
 def best_order(y: torch.Tensor, ref: torch.Tensor) -> list[int]:
     """Order of y's rows (S, ..., L) that best matches ref's rows (summed inner products)."""
     s = y.shape[0]
@@ -164,8 +152,13 @@ def codec_reference(codec, sources: torch.Tensor, mode: str, n_quantizers: int |
 
 
 # ------------------------------------------------------------------------------------ model
-class Codecformer(nn.Module):
+class Codecformer(FrozenCodec, LatentSpaceCheckpoint, nn.Module):
     """Codec + CodecformerNet: `separate_speakers(audio) -> (S, C, T)`, `forward` for training."""
+
+    checkpoint_kind = "codecformer"
+    config_class = CodecformerConfig
+    checkpoint_label = "a Codecformer"
+    default_checkpoint = DEFAULT_CODECFORMER
 
     def __init__(self, config: CodecformerConfig = CodecformerConfig(), codec=None):
         super().__init__()
@@ -175,16 +168,6 @@ class Codecformer(nn.Module):
         if self.codec.latent_dim != config.latent_dim:
             raise CodecSepError(f"Codecformer expects {config.latent_dim}-d latents, codec "
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
-
-    @property
-    def sample_rate(self) -> int:
-        return self.codec.sample_rate
-
-    def train(self, mode: bool = True) -> Codecformer:
-        """The codec stays frozen in eval mode (its RVQ behaves differently in training)."""
-        super().train(mode)
-        self.codec.eval()
-        return self
 
     def separate_latent(self, latent: torch.Tensor, mask_from: torch.Tensor | None = None):
         """latent (B, D, F) -> per-speaker latents (B, S, D, F). The masks are computed on
@@ -216,28 +199,6 @@ class Codecformer(nn.Module):
 
         aligned = PermutationAligner(run, wav.shape[-1], window, overlap)
         return overlap_add(wav, window, overlap, aligned)
-
-    # --------------------------------------------------------------------------- persistence
-    def save(self, directory, meta: dict | None = None) -> Path:
-        info = {"codec_id": self.codec.codec_id, "latent_space": self.codec.latent_space_id(),
-                "trained_by": " ".join(shlex.quote(a) for a in sys.argv)}
-        info.update(meta or {})
-        return save_checkpoint(directory, "codecformer", asdict(self.config),
-                               self.net.state_dict(), meta=info, half=True)
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, codec=None) -> Codecformer:
-        path = Path(path) if path else DEFAULT_CODECFORMER
-        kind, cfg, state, meta = load_checkpoint(path)
-        if kind != "codecformer":
-            raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not a Codecformer")
-        model = cls(config_from_dict(CodecformerConfig, cfg), codec=codec)
-        model.net.load_state_dict(state, strict=True)
-        if meta.get("latent_space") not in (None, model.codec.latent_space_id()):
-            raise CodecSepError(f"{path} was trained in latent space {meta['latent_space']}, but "
-                                f"the codec gives {model.codec.latent_space_id()}")
-        model.meta = meta
-        return model.eval()
 
 
 # ------------------------------------------------------------------------------------ Sepformer

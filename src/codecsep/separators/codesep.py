@@ -21,21 +21,20 @@ from __future__ import annotations
 
 import itertools
 import math
-import shlex
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import config_from_dict, load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpointed, command_line
 from ..codecs import ASSETS, CodesFile, load_codec
 from ..errors import CodecSepError, CodesFileError
 from ..nn.transformer import SelfAttention, Transformer, sinusoidal_positions
+from .base import FrozenCodec, as_channels
 from .chunking import overlap_add
-from .codecformer import PermutationAligner, as_channels
+from .codecformer import PermutationAligner
 
 DEFAULT_CODESEP = ASSETS / "codesep-default"
 N_SPEAKERS = 2
@@ -257,9 +256,14 @@ def pit_cross_entropy(logits: torch.Tensor, targets: torch.Tensor):
 
 
 # ------------------------------------------------------------------------------------ model
-class CodeSep(nn.Module):
+class CodeSep(FrozenCodec, Checkpointed, nn.Module):
     """Codec + BTD + ATSP. `encode(audio) -> base tokens (2, 1, F)`, `decode(base, length)
     -> (2, 1, T)`, `separate_speakers(audio) -> (2, 1, T)`; `forward` is the training pass."""
+
+    checkpoint_kind = "codesep"
+    config_class = CodeSepConfig
+    checkpoint_label = "a CodeSep model"
+    default_checkpoint = DEFAULT_CODESEP
 
     def __init__(self, config: CodeSepConfig = CodeSepConfig(), codec=None):
         super().__init__()
@@ -283,16 +287,6 @@ class CodeSep(nn.Module):
             "btd": BaseTokenDisentangler(c, m),
             "atsp": AuxTokenPredictor(c, lookup_dim, m, quantizer.decode),
         })
-
-    @property
-    def sample_rate(self) -> int:
-        return self.codec.sample_rate
-
-    def train(self, mode: bool = True) -> CodeSep:
-        """The codec stays in eval mode: in training mode its RVQ would run every stage."""
-        super().train(mode)
-        self.codec.eval()
-        return self
 
     def bitrate(self) -> float:
         """Bits per second of the stored base tokens of both speakers (1 kbps with Mica)."""
@@ -373,26 +367,15 @@ class CodeSep(nn.Module):
         return cf
 
     # --------------------------------------------------------------------------- persistence
-    def save(self, directory, meta: dict | None = None) -> Path:
-        info = {"codec_id": self.codec.codec_id, "codec_weights": self.codec.weights_hash(),
-                "trained_by": " ".join(shlex.quote(a) for a in sys.argv)}
-        info.update(meta or {})
-        return save_checkpoint(directory, "codesep", asdict(self.config), self.net.state_dict(),
-                               meta=info, half=True)
+    def checkpoint_meta(self) -> dict:
+        """Tokens only mean something to the exact codec weights that defined them."""
+        return {"codec_id": self.codec.codec_id, "codec_weights": self.codec.weights_hash(),
+                "trained_by": command_line()}
 
-    @classmethod
-    def load(cls, path: str | Path | None = None, codec=None) -> CodeSep:
-        path = Path(path) if path else DEFAULT_CODESEP
-        kind, cfg, state, meta = load_checkpoint(path)
-        if kind != "codesep":
-            raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not a CodeSep model")
-        model = cls(config_from_dict(CodeSepConfig, cfg), codec=codec)
-        model.net.load_state_dict(state, strict=True)
-        if meta.get("codec_weights") not in (None, model.codec.weights_hash()):
+    def check_checkpoint(self, path: Path, meta: dict) -> None:
+        if meta.get("codec_weights") not in (None, self.codec.weights_hash()):
             raise CodecSepError(f"{path} predicts the tokens of codec weights "
-                                f"{meta['codec_weights']}, not {model.codec.weights_hash()}")
-        model.meta = meta
-        return model.eval()
+                                f"{meta['codec_weights']}, not {self.codec.weights_hash()}")
 
 
 # ------------------------------------------------------------------------------------ baselines

@@ -20,22 +20,16 @@ with probability p (teacher forcing, HSM-TSS's switcher) and on stage 1's predic
 
 from __future__ import annotations
 
-import shlex
-import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import config_from_dict, load_checkpoint, save_checkpoint
 from ..errors import CodecSepError
 from ..text.audio_encoder import AudioEncoder, AudioEncoderConfig
 from .masker import Masker, MaskerConfig
-from .separator import Separator, SeparatorConfig, config_name
-
-KIND = "hierarchical"
+from .separator import Separator, SeparatorConfig
 
 
 @dataclass(frozen=True)
@@ -44,13 +38,6 @@ class HierarchicalConfig(SeparatorConfig):
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
     stage1_hidden: int = 512
     stage1_depth: int = 2
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HierarchicalConfig:
-        d = dict(d)
-        d["masker"] = config_from_dict(MaskerConfig, d.get("masker", {}))
-        d["audio"] = config_from_dict(AudioEncoderConfig, d.get("audio", {}))
-        return config_from_dict(cls, d)
 
 
 class GlobalPredictor(nn.Module):
@@ -97,6 +84,11 @@ class HierarchicalMasker(nn.Module):
 class HierarchicalSeparator(Separator):
     """A `Separator` whose masker is a `HierarchicalMasker`; everything else is inherited."""
 
+    checkpoint_kind = "hierarchical"
+    config_class = HierarchicalConfig
+    checkpoint_label = "a hierarchical separator"
+    default_checkpoint = None
+
     def __init__(self, config: HierarchicalConfig, codec=None, text_encoder=None,
                  audio_encoder: AudioEncoder | None = None):
         super().__init__(config, codec=codec, text_encoder=text_encoder)
@@ -127,25 +119,6 @@ class HierarchicalSeparator(Separator):
         target = mask.float() * z
         both = self.codec.decode(torch.cat([target, z - target]), mixture.shape[-1])
         return (*both.chunk(2), predicted) if return_embedding else both.chunk(2)
-
-    def save(self, directory, meta: dict | None = None) -> Path:
-        info = {"codec_id": self.codec.codec_id, "latent_space": self.codec.latent_space_id(),
-                "trained_by": " ".join(shlex.quote(a) for a in sys.argv), **(meta or {})}
-        return save_checkpoint(directory, KIND, asdict(self.config), self.masker.state_dict(),
-                               meta=info, half=True)
-
-    @classmethod
-    def load(cls, path: str | Path, text_encoder=None, codec=None) -> HierarchicalSeparator:
-        kind, cfg, state, meta = load_checkpoint(path)
-        if kind != KIND:
-            raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not a hierarchical separator")
-        sep = cls(HierarchicalConfig.from_dict(cfg), codec=codec, text_encoder=text_encoder)
-        sep.masker.load_state_dict(state, strict=True)
-        if meta.get("latent_space") not in (None, sep.codec.latent_space_id()):
-            raise CodecSepError(f"{path} was trained in latent space {meta['latent_space']}, "
-                                f"but codec {config_name(cfg)} gives {sep.codec.latent_space_id()}")
-        sep.meta = meta
-        return sep.eval()
 
 
 def check_compatible(config: HierarchicalConfig, audio: AudioEncoder, codec) -> None:

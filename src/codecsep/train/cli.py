@@ -106,15 +106,41 @@ def _run(args) -> int:
     return 0
 
 
+class RecipeParser(argparse.ArgumentParser):
+    """A recipe's parser that adds its dataclass flags when first used (to parse or to print
+    help), so building `codecsep`'s parser imports no recipe and no model."""
+
+    def __init__(self, *args, recipe: Recipe | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recipe = recipe
+
+    def add_recipe_flags(self) -> None:
+        recipe, self.recipe = self.recipe, None  # once
+        if recipe is not None:
+            for _, ref, prefix in recipe.configs:
+                add_dataclass_flags(self, _defaults(_resolve(ref)), prefix)
+            add_dataclass_flags(self, _defaults(_resolve(recipe.loop)))
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.add_recipe_flags()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.add_recipe_flags()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.add_recipe_flags()
+        return super().format_help()
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model (codec, separator, resunet, codecformer, codesep)")
-    rsub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
+    rsub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True,
+                            parser_class=RecipeParser)
     for name, recipe in RECIPES.items():
-        r = rsub.add_parser(name, help=recipe.help)
+        r = rsub.add_parser(name, help=recipe.help, recipe=recipe)
         r.add_argument("--manifest", required=True, help="corpus manifest.jsonl")
         r.add_argument("--out", required=True, help="run directory (resumed if it exists)")
         r.add_argument("--export", default=None, help="where to write the shippable checkpoint")
-        for _, ref, prefix in recipe.configs:
-            add_dataclass_flags(r, _defaults(_resolve(ref)), prefix)
-        add_dataclass_flags(r, _defaults(_resolve(recipe.loop)))
         r.set_defaults(func=_run)

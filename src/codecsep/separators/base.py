@@ -1,0 +1,120 @@
+"""What every separator shares: input checks, the text-queried interface and its long-input
+windows, and the checkpoint rules of models tied to a codec's latent space.
+
+    class MySeparator(TextQueriedSeparator):    # + checkpoint_kind, config_class, ... (Checkpointed)
+        def separate_window(self, chunk, cond):  # (C, w), (P, E) -> (2, P, C, w): target, residual
+            ...
+    MySeparator(...).separate(wav, ["dog barking"])   # {"target", "residual"}: (P, C, T) each
+
+`separate` runs `separate_window` on overlapping windows of `config.window_seconds`, joined by
+crossfades of `config.overlap_seconds` (`chunking.overlap_add`), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import Checkpointed, command_line
+from ..errors import CodecSepError
+from .chunking import overlap_add
+
+
+def check_prompts(prompts) -> list[str]:
+    """One prompt or a list -> the stripped prompts; one-line errors for none or empty ones."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise CodecSepError("give at least one prompt")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise CodecSepError(f"empty prompt {p!r}: describe the sound to separate")
+    return [p.strip() for p in prompts]
+
+
+def as_channels(audio) -> torch.Tensor:
+    """(T,) or (C, T) array or tensor -> (C, T) float32; a clear error for anything else."""
+    wav = torch.as_tensor(np.asarray(audio) if not torch.is_tensor(audio) else audio).float()
+    wav = wav.unsqueeze(0) if wav.ndim == 1 else wav
+    if wav.ndim != 2 or wav.shape[-1] == 0:
+        raise CodecSepError(f"audio must be (T,) or (C, T) with T > 0, got {tuple(wav.shape)}")
+    return wav
+
+
+class TextQueriedSeparator(Checkpointed, nn.Module):
+    """`separate(audio, prompts) -> {"target", "residual"}` over `separate_window`, with the
+    text encoder named by `config.text_encoder` loaded on first use. Subclasses give
+    `sample_rate`, `text_dim` and `separate_window`."""
+
+    def __init__(self, config, text_encoder=None):
+        super().__init__()
+        self.config = config
+        self._text = text_encoder
+
+    @property
+    def text_dim(self) -> int:
+        """E: the size of a prompt embedding (what `embed` gives, `separate(cond=...)` takes)."""
+        raise NotImplementedError
+
+    @property
+    def text_encoder(self):
+        if self._text is None:
+            from ..text.base import get_text_encoder
+
+            self._text = get_text_encoder(self.config.text_encoder)
+        return self._text
+
+    def embed(self, prompts) -> torch.Tensor:
+        """(P, E) text embeddings of the prompts."""
+        return self.text_encoder.embed(check_prompts(prompts)).float()
+
+    def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """One window (C, w) and cond (P, E) -> (2, P, C, w): target, then residual."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def separate(self, audio, prompts, cond: torch.Tensor | None = None) -> dict:
+        """audio (T,) or (C, T) at `sample_rate` -> {"target", "residual"}: (P, C, T) each.
+
+        Channels are separated independently. `cond` (P, E) overrides the prompt embeddings
+        (e.g. an audio query's embedding).
+        """
+        wav = as_channels(audio)
+        cond = self.embed(prompts) if cond is None else cond
+        window = int(self.config.window_seconds * self.sample_rate)
+        overlap = int(self.config.overlap_seconds * self.sample_rate)
+        out = overlap_add(wav, window, overlap, lambda chunk: self.separate_window(chunk, cond))
+        return {"target": out[0], "residual": out[1]}
+
+
+class LatentSpaceCheckpoint(Checkpointed):
+    """Checkpoint rules of a model on `self.codec`'s continuous latent: meta.json records the
+    codec and its latent space, and loading refuses a codec whose latent space differs."""
+
+    def checkpoint_meta(self) -> dict:
+        return {"codec_id": self.codec.codec_id, "latent_space": self.codec.latent_space_id(),
+                "trained_by": command_line()}
+
+    def check_checkpoint(self, path: Path, meta: dict) -> None:
+        if meta.get("latent_space") not in (None, self.codec.latent_space_id()):
+            raise CodecSepError(f"{path} was trained in latent space {meta['latent_space']}, "
+                                f"but codec {self.config.codec} gives "
+                                f"{self.codec.latent_space_id()}")
+
+
+class FrozenCodec:
+    """For an nn.Module built around a frozen `self.codec`: its sample rate, and the codec kept
+    in eval mode whatever `train()` is asked (an RVQ in training mode runs every stage)."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.codec.eval()
+        return self
