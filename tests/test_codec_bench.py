@@ -217,3 +217,11 @@ def test_dac_cost_tiny():
     cost = codec_cost(dac, rtf_seconds=0.2, repeats=1)
     assert cost["params"] > 0 and cost["gmacs"]["encode"] > 0 and cost["gmacs"]["decode"] > 0
     assert cost["n_quantizers"] == 2 and cost["kbps"] == pytest.approx(dac.bitrate(2) / 1000)
+
+
+def test_report_includes_the_codec_section(result):
+    from codecsep.report import codec_section
+
+    lines = codec_section(result[1])
+    assert lines[0].startswith("### Codec (") and any("6 kbps" in line or "kbps" in line for line in lines)
+    assert codec_section(None) == []

@@ -52,7 +52,8 @@ def results(tmp_path):
 
 def test_markers_replaced_and_the_rest_of_the_readme_untouched(results):
     old, new = build_report(results / "README.md", results / "results" / "eval",
-                            results / "bench.json", deploy_file=results / "no-deploy.json")
+                            results / "bench.json", deploy_file=results / "no-deploy.json",
+                            codec_file=results / "no-codec.json")
     assert "old numbers" in old and "old numbers" not in new
     assert new.startswith(BEFORE + START) and new.endswith(END + AFTER)
     section = new[len(BEFORE): -len(AFTER)]
@@ -86,9 +87,9 @@ def test_missing_or_broken_markers_are_clear_errors(results):
     readme.write_text("# no markers\n")
     with pytest.raises(CodecSepError, match="markers"):
         build_report(readme, results / "nothing", results / "none.json",
-                     deploy_file=results / "none.json")
+                     deploy_file=results / "none.json", codec_file=results / "no-codec.json")
     _, new = build_report(readme, results / "nothing", results / "none.json", append=True,
-                          deploy_file=results / "none.json")
+                          deploy_file=results / "none.json", codec_file=results / "no-codec.json")
     assert new.startswith("# no markers\n") and START in new and "No benchmark yet" in new
     with pytest.raises(CodecSepError, match="exactly one"):
         replace_section(f"{END}\n{START}", "x")
@@ -126,7 +127,8 @@ def deploy_result() -> dict:
 def test_deploy_table_follows_the_cost_table_when_deploy_json_exists(results):
     (results / "deploy.json").write_text(json.dumps(deploy_result()))
     _, new = build_report(results / "README.md", results / "results" / "eval",
-                          results / "bench.json", deploy_file=results / "deploy.json")
+                          results / "bench.json", deploy_file=results / "deploy.json",
+                          codec_file=results / "no-codec.json")
     section = new[new.index(START): new.index(END)]
     assert section.index("### Cost on CPU") < section.index("### Deployment (ONNX, streaming)")
     assert "| PyTorch, offline | whole input (10 s windows) | 0.0125 | reference | 6.00 |" in section
@@ -141,4 +143,5 @@ def test_deploy_table_follows_the_cost_table_when_deploy_json_exists(results):
     (results / "deploy.json").write_text("{broken")
     with pytest.raises(CodecSepError, match="not valid JSON"):
         build_report(results / "README.md", results / "nothing", results / "bench.json",
-                     deploy_file=results / "deploy.json")
+                     deploy_file=results / "deploy.json",
+                          codec_file=results / "no-codec.json")
