@@ -98,3 +98,21 @@ def test_train_cli_flags_map_onto_the_recipe_dataclasses():
     assert getattr(args, "model.widths") == (4, 8, 16)
     for recipe in ("codec", "resunet", "codecformer", "codesep"):
         parser.parse_args(["train", recipe, "--manifest", "m", "--out", "o"])
+
+
+def test_warm_start_continues_step_and_history_from_a_shipped_checkpoint(tmp_path):
+    manifest = synthetic_manifest(tmp_path)
+    kw = dict(config=SeparatorConfig(masker=MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64,
+                                                         cond_hidden=16)),
+              text_encoder=get_text_encoder("hash", dim=384),
+              codec=MicaCodec(MicaConfig(channels=16, depth=1, n_codebooks=2, codebook_size=16)))
+    first = train_separator(str(manifest), str(tmp_path / "a"),
+                            recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False),
+                            loop=LoopConfig(steps=2, log_every=1, ckpt_every=2), **kw)
+    second = train_separator(str(manifest), str(tmp_path / "b"),
+                             recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False,
+                                                    init_from=str(first)),
+                             loop=LoopConfig(steps=3, log_every=1, ckpt_every=3), **kw)
+    sep = Separator.load(second, codec=kw["codec"], text_encoder=kw["text_encoder"])
+    assert sep.meta["step"] == 3
+    assert [h["start_step"] for h in sep.meta["history"]] == [0, 2]

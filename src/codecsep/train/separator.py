@@ -41,6 +41,7 @@ class SeparatorRecipe:
     speed_range: float = 0.08  # +-8 % speed change
     embed_noise: float = 0.01  # std of noise on the prompt embedding
     targets_per_mixture: int = 2  # items per mixture, each with another source as the target
+    init_from: str = ""  # a separator checkpoint to continue from when the run dir is new
     w_residual: float = 1.0
     codec_sisdr: bool = False  # reference = decode(encode(clean)) (Codecformer's option)
     sisdr_floor: float = -30.0
@@ -161,9 +162,25 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
                                     "manifest": str(manifest)})
 
     batches = separator_batches(bank, prompts, recipe, codec.sample_rate, recipe.seed + 1000 * _rank())
-    Trainer(sep, batches, make_step_fn(recipe, codec), export, out, loop,
-            params=list(sep.masker.parameters())).run()
+    trainer = Trainer(sep, batches, make_step_fn(recipe, codec), export, out, loop,
+                      params=list(sep.masker.parameters()))
+    if trainer.step == 0 and recipe.init_from:
+        warm_start(trainer, sep, recipe.init_from)
+    trainer.run()
     return export_to
+
+
+def warm_start(trainer: Trainer, sep: Separator, checkpoint: str) -> None:
+    """Continue a shipped checkpoint in a new run directory (the optimizer state, which is not
+    shipped, starts afresh): masker weights, step count and training history carry over."""
+    from ..checkpoint import load_checkpoint
+
+    kind, _, state, meta = load_checkpoint(checkpoint)
+    sep.masker.load_state_dict(state, strict=True)
+    trainer.step = int(meta.get("step", 0))
+    trainer.history = meta.get("history", []) + trainer.history[-1:]
+    trainer.history[-1]["start_step"] = trainer.step
+    print(f"warm start from {checkpoint} at step {trainer.step}", file=sys.stderr)
 
 
 def _rank() -> int:
