@@ -10,6 +10,7 @@ residual (mixture - target), so extraction and removal are both trained.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from dataclasses import asdict, dataclass
@@ -22,6 +23,7 @@ from ..codecs import load_codec
 from ..data.augment import augment, change_speed
 from ..data.bank import ClipBank
 from ..data.manifest import read_manifest
+from ..data.mixtures import loudness_db
 from ..losses import neg_si_sdr
 from ..separators.masker import MaskerConfig
 from ..separators.separator import Separator, SeparatorConfig
@@ -49,12 +51,10 @@ class SeparatorRecipe:
     seed: int = 0
 
 
-def active_rms(x: np.ndarray, floor_db: float = -50.0) -> float:
-    """RMS over the samples of 20 ms frames within 50 dB of the loudest frame."""
-    frames = x[: len(x) // 320 * 320].reshape(-1, 320) if len(x) >= 320 else x[None]
-    e = (frames**2).mean(1)
-    active = e > e.max() * 10 ** (floor_db / 10)
-    return float(np.sqrt(e[active].mean() + 1e-12))
+def active_rms(x: np.ndarray, gate_db: float = -50.0) -> float:
+    """Linear RMS over the active frames (the mixtures module's gated loudness); 0 if silent."""
+    level = loudness_db(x, gate_db=gate_db)
+    return 0.0 if math.isinf(level) else 10 ** (level / 20)
 
 
 class PromptTable:
