@@ -1,5 +1,6 @@
 """`codecsep eval` on a tiny synthetic corpus: floors, ceilings, resume, removal, prompt modes."""
 
+import csv
 import json
 
 import numpy as np
@@ -237,7 +238,7 @@ def test_visqol_only_on_the_first_items_and_said_so(corpus, tmp_path):
     pytest.importorskip("visqol")
     s = evaluate(config(corpus, model="oracle-mdct-irm", protocol="two_source", visqol=True,
                         visqol_items=2), tmp_path, n_examples=0)
-    cells = [line.split(",")[-1] for line in (tmp_path / "items.csv").read_text().splitlines()[1:]]
+    cells = [row["visqol"] for row in csv.DictReader(open(tmp_path / "items.csv"))]
     assert [c != "" for c in cells] == [True, True, False, False]
     assert s["metrics"]["visqol"]["n"] + s["metrics"]["visqol"]["n_nan"] == 2
     assert "first 2 of 4 items" in s["visqol_note"]
@@ -256,3 +257,33 @@ def test_resume_refuses_other_weights(corpus, tmp_path):
     other.meta = {"sha256": "bbbb"}
     with pytest.raises(CodecSepError, match="model_fingerprint"):
         evaluate(config(corpus, model="mixture", protocol="two_source", n=1), out, model=other)
+
+
+def test_semantic_score_column_is_the_audio_encoders_cosine(corpus, tmp_path):
+    from codecsep.text.audio_encoder import semantic_score
+
+    s = evaluate(config(corpus, model="oracle-mdct-irm", protocol="two_source", semantic=True),
+                 tmp_path, n_examples=0)
+    sem = s["metrics"]["semantic"]
+    assert sem["n"] == s["n_items"] and -1.0 <= sem["mean"] <= 1.0
+    assert "--semantic" in s["command"]
+    rows = list(csv.DictReader(open(tmp_path / "items.csv")))
+    # recompute one item by hand: the oracle's estimate of item 0 against its prompt
+    from codecsep.evaluate import OracleMDCTIRM, ensure_eval_set, run_model, eval_items, PromptSource
+
+    cfg = config(corpus, model="oracle-mdct-irm", protocol="two_source")
+    es = ensure_eval_set(cfg.protocol, cfg.n, cfg.eval_dir, cfg.manifest)
+    it = eval_items(es, cfg.n, cfg.protocol, "label", PromptSource(None))[0]
+    m = es[it.index]
+    out = run_model(OracleMDCTIRM(), m.mixture, m.sources, [it])
+    assert float(rows[0]["semantic"]) == pytest.approx(semantic_score(out["target"][0], it.prompt,
+                                                                      sample_rate=16000), abs=1e-3)
+
+
+def test_results_written_before_semantic_existed_still_resume(corpus, tmp_path):
+    cfg = config(corpus, model="mixture", protocol="two_source")
+    evaluate(cfg, tmp_path, n_examples=0)
+    run = json.loads((tmp_path / "run.json").read_text())
+    run.pop("semantic")
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    evaluate(cfg, tmp_path, n_examples=0)  # resumes: a missing setting means its default

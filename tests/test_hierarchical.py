@@ -202,3 +202,29 @@ def test_recipe_exports_a_loadable_model_and_comparison_scores_the_same_items(tm
     assert report["mixture"]["n"] == report["two-stage"]["n"] == len(report["items"]) == 2
     assert report["mixture"]["si_sdri"] == pytest.approx(0.0, abs=1e-3)
     assert np.isfinite(report["two-stage"]["si_sdri"])
+
+
+def test_warm_start_from_a_single_stage_masker_computes_the_same_mask(tmp_path):
+    from codecsep.train.hierarchical import load_into_hierarchical
+
+    torch.manual_seed(1)
+    single = Separator(SeparatorConfig(text_encoder="hash", masker=MaskerConfig(
+        dim=32, depth=1, heads=2, ffn_dim=64, cond_dim=E, cond_hidden=16)),
+        codec=MicaCodec(CODEC), text_encoder=text_encoder()).eval()
+    for p in single.masker.parameters():  # move away from the identity init
+        p.data.add_(0.05 * torch.randn_like(p))
+    single.save(tmp_path / "single", meta={"step": 7})
+    two = tiny()
+    from codecsep.checkpoint import load_checkpoint
+
+    kind, _, state, _ = load_checkpoint(tmp_path / "single")
+    load_into_hierarchical(two, kind, state)
+    # train stage 1 a little: its prediction g must not change the mask (zero weights on g)
+    two.masker.stage1.out.weight.data.normal_()
+    single = Separator.load(tmp_path / "single", text_encoder=text_encoder(),
+                            codec=MicaCodec(CODEC)).eval()  # as saved (half precision)
+    z, cond = torch.randn(2, 320, 20), single.embed(["a", "b"])
+    with torch.no_grad():
+        assert torch.allclose(two.masker(z, cond), single.masker(z, cond), atol=1e-5)
+    with pytest.raises(CodecSepError, match="cannot start"):
+        load_into_hierarchical(two, "resunet", state)

@@ -116,3 +116,27 @@ def test_warm_start_continues_step_and_history_from_a_shipped_checkpoint(tmp_pat
     sep = Separator.load(second, codec=kw["codec"], text_encoder=kw["text_encoder"])
     assert sep.meta["step"] == 3
     assert [h["start_step"] for h in sep.meta["history"]] == [0, 2]
+
+
+def test_stop_at_pauses_on_the_same_schedule_and_resumes(tmp_path):
+    import itertools
+
+    from codecsep.train.loop import Trainer, lr_at
+
+    def run(stop_at):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        batches = (torch.ones(4, 2) * i for i in itertools.count())
+        exported = []
+        cfg = LoopConfig(steps=6, lr=1e-2, warmup=1, log_every=1, ckpt_every=100, stop_at=stop_at)
+        t = Trainer(model, batches, lambda m, x: {"loss": m(x).pow(2).mean()},
+                    lambda m, step: exported.append(step), tmp_path, cfg)
+        t.run()
+        return t.step, exported
+
+    assert run(stop_at=4) == (4, [4])  # paused, checkpointed and exported at 4
+    assert run(stop_at=0) == (6, [6])  # resumed from 4 and ran to the end of the schedule
+    rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    lrs = [float(r.split(",")[1]) for r in rows]
+    assert lrs[4] == lr_at(5, LoopConfig(steps=6, lr=1e-2, warmup=1))  # the 6-step schedule

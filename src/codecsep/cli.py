@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "eval": "codecsep.evaluate",
     "bench": "codecsep.bench",
     "report": "codecsep.report",
+    "curves": "codecsep.curves",
     "speech": "codecsep.separators.speech_cli",
     "serve": "codecsep.app",
     "export": "codecsep.export",

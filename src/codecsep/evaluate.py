@@ -46,8 +46,8 @@ PROTOCOL_TARGETS = {"two_source": "first", "three_source": "all", "dnr": "all",
 PROMPT_MODES = ("label", "caption", "heldout")
 TASKS = ("extract", "remove")
 COLUMNS = ("mixture_id", "source_index", "protocol", "prompt", "label", "task",
-           "si_sdr", "si_sdri", "sdr", "sdri", "visqol")
-METRICS = ("si_sdri", "sdri", "si_sdr", "sdr", "visqol")
+           "si_sdr", "si_sdri", "sdr", "sdri", "visqol", "semantic")
+METRICS = ("si_sdri", "sdri", "si_sdr", "sdr", "visqol", "semantic")
 
 
 # =============================================================================== models
@@ -325,6 +325,14 @@ def score(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor
             "sdri": float(sdr_improvement(estimate, reference, mixture))}
 
 
+def semantic(estimate: torch.Tensor, prompt: str) -> float:
+    """Cosine of the shipped aligned audio encoder's embedding of `estimate` (T,) at 16 kHz
+    with the prompt's text embedding (a CLAP-score-like check; in removal, of the residual)."""
+    from .text.audio_encoder import semantic_score
+
+    return semantic_score(estimate, prompt, sample_rate=SAMPLE_RATE)
+
+
 def visqol_score(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     from .metrics import visqol
 
@@ -416,6 +424,7 @@ class EvalConfig:
     task: str = "extract"
     visqol: bool = False
     visqol_items: int = 30  # ViSQOL is slow: computed on the first items only
+    semantic: bool = False  # audio-encoder vs prompt cosine of every estimate
     seed: int = EVAL_SEED
     eval_dir: str = "data/eval"
     manifest: str = "data/corpus/manifest.jsonl"
@@ -436,6 +445,7 @@ class EvalConfig:
         args = ["codecsep", "eval", "--model", self.model, "--protocol", self.protocol,
                 "--n", str(self.n), "--prompt-mode", self.prompt_mode, "--task", self.task]
         args += ["--visqol", "--visqol-items", str(self.visqol_items)] if self.visqol else []
+        args += ["--semantic"] if self.semantic else []
         defaults = EvalConfig(model="mixture", protocol="two_source")
         for flag in ("eval_dir", "manifest", "seed"):
             if getattr(self, flag) != getattr(defaults, flag):
@@ -445,7 +455,7 @@ class EvalConfig:
     def identity(self) -> dict:
         """What must match for a re-run to resume an existing items.csv."""
         return {k: getattr(self, k) for k in ("model", "protocol", "prompt_mode", "task", "seed",
-                                              "visqol", "visqol_items")}
+                                              "visqol", "visqol_items", "semantic")}
 
 
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
@@ -466,7 +476,9 @@ def prepare_out_dir(out: Path, cfg: EvalConfig, fingerprints: dict, overwrite: b
     run_file = out / "run.json"
     identity = {**cfg.identity(), **fingerprints}
     if run_file.is_file() and not overwrite:
-        previous = json.loads(run_file.read_text())
+        # a setting absent from an older run.json had its EvalConfig default then
+        previous = {**EvalConfig(cfg.model, cfg.protocol).identity(),
+                    **json.loads(run_file.read_text())}
         diff = sorted(k for k in identity if previous.get(k) != identity[k])
         if diff:
             raise CodecSepError(f"{out} holds results of another evaluation ({', '.join(diff)} "
@@ -516,13 +528,15 @@ def score_items(model, eval_set, items: list[EvalItem], log: ItemLog, cfg: EvalC
                    **score(est, ref, torch.from_numpy(m.mixture))}
             if cfg.visqol and position < cfg.visqol_items:
                 row["visqol"] = visqol_score(est, ref)
+            if cfg.semantic:
+                row["semantic"] = semantic(est, it.prompt)
             log.append(row)
 
 
 def summarize(rows: list[dict], cfg: EvalConfig, eval_set, model) -> dict:
     n_mix = len({r["mixture_id"] for r in rows})
     # empty cells were not computed (ViSQOL beyond its subset); "nan" cells count as NaN
-    metrics = {m: describe([_float(r[m]) for r in rows if r[m] != ""]) for m in METRICS}
+    metrics = {m: describe([_float(r.get(m)) for r in rows if r.get(m, "") != ""]) for m in METRICS}
     n_vq = metrics["visqol"]["n"] + metrics["visqol"]["n_nan"] if cfg.visqol else 0
     if cfg.visqol:
         note = (f"ViSQOL (speech mode, 16 kHz) on the first {min(cfg.visqol_items, len(rows))} of "
@@ -531,6 +545,8 @@ def summarize(rows: list[dict], cfg: EvalConfig, eval_set, model) -> dict:
         note = "ViSQOL not computed (pass --visqol)"
     if not cfg.visqol:
         metrics.pop("visqol")
+    if not cfg.semantic:
+        metrics.pop("semantic")
     return {"model": cfg.model, "model_slug": model_slug(cfg.model),
             "model_fingerprint": model_fingerprint(model),
             "model_step": (getattr(model, "meta", None) or {}).get("step"), "protocol": cfg.protocol,
@@ -644,6 +660,9 @@ def register(subparsers) -> None:
     p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=False,
                    help="also compute ViSQOL (speech mode) on the first --visqol-items items")
     p.add_argument("--visqol-items", type=int, default=30)
+    p.add_argument("--semantic", action=argparse.BooleanOptionalAction, default=False,
+                   help="also score every estimate with the aligned audio encoder against its "
+                        "prompt (cosine; in removal, the residual against the removed prompt)")
     p.add_argument("--overwrite", action="store_true", help="discard previous results in --out")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: items are small, and on a busy machine more "
@@ -655,7 +674,8 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     cfg = EvalConfig(model=args.model, protocol=args.protocol, n=args.n,
                      prompt_mode=args.prompt_mode, task=args.task, visqol=args.visqol,
-                     visqol_items=args.visqol_items, seed=args.seed, eval_dir=args.eval_dir,
+                     visqol_items=args.visqol_items, semantic=args.semantic, seed=args.seed,
+                     eval_dir=args.eval_dir,
                      manifest=args.manifest)
     out = Path(args.out) if args.out else default_out_dir(cfg)
     s = evaluate(cfg, out, overwrite=args.overwrite)

@@ -4,10 +4,12 @@
     codecsep speech separate --model codesep:DIR mix.wav -o OUT
     codecsep speech encode mix.wav -o mix.codes --model DIR           # CodeSep base tokens, 1 kbps
     codecsep speech decode mix.codes -o OUT --model DIR               # OUT/mix_speaker{1,2}.wav
+    codecsep speech eval --codecformer DIR --codesep DIR              # results/speech/speech.md
 
 --model defaults to the shipped CodeSep (encode/decode) or Codecformer (separate) once they
 exist. --codec overrides the codec a model names (a Mica checkpoint directory). Existing outputs
-are kept unless --overwrite is given.
+are kept unless --overwrite is given. `eval` compares both models with the FCTS / FSTC baselines
+at matched bitrates on the held-out-speaker test set (`codecsep.speech_eval`).
 """
 
 from __future__ import annotations
@@ -111,6 +113,42 @@ def decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    from ..speech_eval import SpeechEvalConfig, run_speech_eval, speech_table
+
+    cfg = SpeechEvalConfig(codecformer=args.codecformer, codesep=args.codesep, n=args.n,
+                           kbps=tuple(args.kbps), eval_dir=args.eval_dir, manifest=args.manifest,
+                           visqol=args.visqol, out=args.out)
+    result = run_speech_eval(cfg, overwrite=args.overwrite)
+    print("\n".join(speech_table(result)))
+    print(f"-> {Path(args.out) / 'speech.json'}")
+    return 0
+
+
+def _eval_parser(sub) -> None:
+    from .. import speech_eval
+
+    d = speech_eval.SpeechEvalConfig()
+    p = sub.add_parser("eval", help="Codecformer, CodeSep, FCTS/FSTC on two-speaker test mixtures",
+                       description=speech_eval.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    for kind in KINDS:
+        p.add_argument(f"--{kind}", metavar="DIR",
+                       help=f"{kind} checkpoint (default: the shipped one; skipped if absent)")
+    p.add_argument("--n", type=int, default=d.n, help="mixtures (default %(default)s)")
+    p.add_argument("--kbps", type=float, nargs="+", default=list(d.kbps), metavar="KBPS",
+                   help="baseline bitrates besides CodeSep's own (default %(default)s)")
+    p.add_argument("--eval-dir", default=d.eval_dir, help="evaluation sets (default %(default)s)")
+    p.add_argument("--manifest", default=d.manifest,
+                   help="corpus manifest whose test split feeds a new set (default %(default)s)")
+    p.add_argument("--out", default=d.out, help="output folder (default %(default)s)")
+    p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=d.visqol,
+                   help="ViSQOL in speech mode (slow; default on)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute rows an earlier run in --out computed otherwise")
+    p.set_defaults(func=evaluate)
+
+
 def _common(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--model", metavar="SPEC", help=f"{what} (default: the shipped one)")
     p.add_argument("--codec", metavar="NAME_OR_DIR", help="override the codec the model names")
@@ -137,4 +175,5 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--out", required=True, help="output folder")
     _common(p, "CodeSep checkpoint DIR")
     p.set_defaults(func=decode)
+    _eval_parser(sub)
     speech.set_defaults(func=lambda args: speech.print_help() or 0)

@@ -9,6 +9,7 @@ signs carry phase) + a small waveform SI-SDR term + VQ commitment and codebook t
 from __future__ import annotations
 
 import itertools
+import json
 import shlex
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -85,8 +86,10 @@ def train_codec(manifest: str, out_dir: str, config: MicaConfig = MicaConfig(),
     export_to = Path(export_dir) if export_dir else out / "checkpoint"
 
     def export(model, step):
+        history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
         save_checkpoint(export_to, "mica", config, model.state_dict(), half=True,
-                        meta={"step": step, "trained_by": command, "recipe": asdict(recipe),
+                        meta={"step": step, "trained_by": command, "history": history,
+                              "recipe": asdict(recipe),
                               "loop": asdict(loop), "manifest": str(manifest)})
 
     batches = codec_batches(bank, recipe, config.sample_rate, recipe.seed)

@@ -25,10 +25,18 @@ import torch.nn.functional as F
 from ..codecs import load_codec
 from ..data.bank import ClipBank
 from ..data.manifest import read_manifest
+from ..errors import CodecSepError
 from ..separators.hierarchical import HierarchicalConfig, HierarchicalSeparator
 from ..text.audio_encoder import AudioEncoder
 from .loop import LoopConfig, Trainer
-from .separator import PromptTable, SeparatorRecipe, _rank, make_step_fn, separator_batches
+from .separator import (
+    PromptTable,
+    SeparatorRecipe,
+    _rank,
+    make_step_fn,
+    separator_batches,
+    warm_start,
+)
 
 
 @dataclass(frozen=True)
@@ -100,9 +108,37 @@ def train_hierarchical(manifest: str, out_dir: str,
 
     batches = separator_batches(bank, prompts, recipe, codec.sample_rate, recipe.seed + 1000 * _rank())
     params = [p for p in sep.masker.parameters() if p.requires_grad]
-    Trainer(sep, batches, make_hierarchical_step_fn(recipe, codec, sep.masker.audio), export, out,
-            loop, params=params).run()
+    trainer = Trainer(sep, batches, make_hierarchical_step_fn(recipe, codec, sep.masker.audio),
+                      export, out, loop, params=params)
+    if trainer.step == 0 and recipe.init_from:
+        warm_start(trainer, sep, recipe.init_from, load=lambda kind, state:
+                   load_into_hierarchical(sep, kind, state))
+    trainer.run()
     return export_to
+
+
+def load_into_hierarchical(sep: HierarchicalSeparator, kind: str, state: dict) -> None:
+    """Start a two-stage separator from a checkpoint: a hierarchical one as it is, or a
+    single-stage CodecSep masker whose conditioning inputs widen from [text] to [text ; g] with
+    zero weights on g, so the two-stage model starts out computing exactly the single-stage
+    mask (stage 1 trains from scratch). This makes single- vs two-stage a matched comparison."""
+    if kind == "hierarchical":
+        sep.masker.load_state_dict(state, strict=True)
+        return
+    if kind != "codecsep":
+        raise CodecSepError(f"cannot start a hierarchical separator from a {kind!r} checkpoint")
+    own = sep.masker.masker.state_dict()
+    widened = {}
+    for key, value in state.items():
+        target = own.get(key)
+        if target is not None and target.shape != value.shape:
+            if target.ndim != 2 or target.shape[0] != value.shape[0] or target.shape[1] < value.shape[1]:
+                raise CodecSepError(f"{key}: {tuple(value.shape)} does not widen to "
+                                    f"{tuple(target.shape)}")
+            value = torch.cat([value, value.new_zeros(value.shape[0],
+                                                      target.shape[1] - value.shape[1])], 1)
+        widened[key] = value
+    sep.masker.masker.load_state_dict(widened, strict=True)
 
 
 # =============================================================================== comparison

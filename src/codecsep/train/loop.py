@@ -34,6 +34,7 @@ class LoopConfig:
     log_every: int = 25
     ckpt_every: int = 250
     threads: int = 0  # 0 = leave torch's default
+    stop_at: int = 0  # pause here (checkpointed) without changing the LR schedule; 0 = run to `steps`
 
 
 def distributed_env() -> tuple[int, int]:
@@ -116,7 +117,8 @@ class Trainer:
         model.train()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=self.rank != 0, dynamic_ncols=True)
         sums, n, t0 = {}, 0, time.time()
-        while self.step < cfg.steps:
+        end = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
+        while self.step < end:
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(self.step, cfg)
             losses = self.step_fn(model, next(self.batches))
@@ -130,14 +132,14 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
             n += 1
             bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.log_every == 0 or self.step == end:
                 row = {"step": self.step, "lr": lr_at(self.step, cfg), "grad_norm": float(gnorm),
                        "sec_per_step": (time.time() - t0) / n}
                 row.update({k: v / n for k, v in sums.items()})
                 self._log(row)
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
                 sums, n, t0 = {}, 0, time.time()
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.ckpt_every == 0 or self.step == end:
                 self._save()
         bar.close()
 

@@ -170,13 +170,17 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
     return export_to
 
 
-def warm_start(trainer: Trainer, sep: Separator, checkpoint: str) -> None:
+def warm_start(trainer: Trainer, sep: Separator, checkpoint: str, load=None) -> None:
     """Continue a shipped checkpoint in a new run directory (the optimizer state, which is not
-    shipped, starts afresh): masker weights, step count and training history carry over."""
+    shipped, starts afresh): masker weights, step count and training history carry over.
+    `load(kind, state)` puts the checkpoint's masker state into `sep` (default: strictly)."""
     from ..checkpoint import load_checkpoint
 
     kind, _, state, meta = load_checkpoint(checkpoint)
-    sep.masker.load_state_dict(state, strict=True)
+    if load is None:
+        sep.masker.load_state_dict(state, strict=True)
+    else:
+        load(kind, state)
     trainer.step = int(meta.get("step", 0))
     trainer.history = meta.get("history", []) + trainer.history[-1:]
     trainer.history[-1]["start_step"] = trainer.step

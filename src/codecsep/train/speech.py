@@ -213,20 +213,29 @@ def available_metrics(visqol: bool = True, stoi_pesq: bool = True) -> dict:
     return metrics
 
 
+def separate_for_scoring(model, mixture: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    """mixture (T,) -> estimates (2, T); oracles (`needs_references = True`) also get the
+    clean sources (2, T) as `sources=`."""
+    kw = {"sources": refs} if getattr(model, "needs_references", False) else {}
+    with torch.inference_mode():
+        return torch.as_tensor(model.separate_speakers(mixture, **kw)).float().mean(1)
+
+
 def evaluate_speech(model, eval_set, limit: int | None = None, visqol: bool = True,
-                    stoi_pesq: bool = True) -> dict:
+                    stoi_pesq: bool = True, metrics: dict | None = None,
+                    desc: str = "evaluating") -> dict:
     """Mean scores over an evaluation set of two-speaker mixtures (`read_eval_set(...)` or any
-    sequence of `Mixture`): {"n", "si_sdr", "si_sdri", "visqol", "stoi", "pesq", "items"}."""
+    sequence of `Mixture`): {"n", "si_sdr", "si_sdri", "visqol", "stoi", "pesq", "items"}.
+    `metrics` (from `available_metrics`) overrides the `visqol` / `stoi_pesq` switches."""
     from tqdm import tqdm
 
-    metrics = available_metrics(visqol, stoi_pesq)
+    metrics = available_metrics(visqol, stoi_pesq) if metrics is None else metrics
     items = list(range(len(eval_set)))[:limit]
     rows = []
-    for i in tqdm(items, desc="evaluating", unit="mix"):
+    for i in tqdm(items, desc=desc, unit="mix"):
         m = eval_set[i]
         mixture, refs = torch.from_numpy(m.mixture), torch.from_numpy(m.sources)
-        with torch.inference_mode():
-            est = torch.as_tensor(model.separate_speakers(mixture)).float().mean(1)  # (2, T)
+        est = separate_for_scoring(model, mixture, refs)  # (2, T)
         s = speaker_scores(est, refs, mixture)
         for k in range(2):
             row = {"item": i, "speaker": k, "si_sdr": float(s["si_sdr"][k]),
