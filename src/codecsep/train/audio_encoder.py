@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..data.bank import ClipBank
 from ..data.manifest import read_manifest
 from ..text.audio_encoder import AudioEncoder, AudioEncoderConfig, clip_retrieval
-from .loop import LoopConfig, Trainer
+from .loop import LoopConfig, Trainer, export_meta
 from .separator import PromptTable, _rank
 
 SILENCE_DB = -100.0  # band level of digital silence (10 log10 of the 1e-10 floor)
@@ -156,12 +156,11 @@ def train_audio_encoder(manifest: str, out_dir: str,
     print(f"audio-encoder training on {len(bank)} clips, {len(bank.labels)} classes, "
           f"{len(prompts.index)} prompts; valid: {len(valid[0])} clips", file=sys.stderr)
     export_to = Path(export_dir) if export_dir else out / "checkpoint"
-    meta = {"trained_by": command, "recipe": asdict(recipe), "loop": asdict(loop),
-            "manifest": str(manifest)}
 
     def export(m, step):
-        m.save(export_to, meta={**meta, "step": step,
-                                "valid_retrieval": clip_retrieval(m, *valid, progress=False)})
+        m.save(export_to, meta=export_meta(
+            out, step, command, recipe=asdict(recipe), loop=asdict(loop), manifest=str(manifest),
+            valid_retrieval=clip_retrieval(m, *valid, progress=False)))
 
     frame_rate = config.sample_rate / config.hop_length
     levels = LevelBank(bank, model, recipe.max_clip_seconds)

@@ -9,7 +9,6 @@ signs carry phase) + a small waveform SI-SDR term + VQ commitment and codebook t
 from __future__ import annotations
 
 import itertools
-import json
 import shlex
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -24,7 +23,7 @@ from ..codecs.mica import MicaCodec, MicaConfig, compress
 from ..data.bank import ClipBank
 from ..data.manifest import read_manifest
 from ..losses import MultiResolutionSTFTLoss, neg_si_sdr
-from .loop import LoopConfig, Trainer
+from .loop import LoopConfig, Trainer, export_meta
 
 
 @dataclass(frozen=True)
@@ -86,11 +85,9 @@ def train_codec(manifest: str, out_dir: str, config: MicaConfig = MicaConfig(),
     export_to = Path(export_dir) if export_dir else out / "checkpoint"
 
     def export(model, step):
-        history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
         save_checkpoint(export_to, "mica", config, model.state_dict(), half=True,
-                        meta={"step": step, "trained_by": command, "history": history,
-                              "recipe": asdict(recipe),
-                              "loop": asdict(loop), "manifest": str(manifest)})
+                        meta=export_meta(out, step, command, recipe=asdict(recipe),
+                                         loop=asdict(loop), manifest=str(manifest)))
 
     batches = codec_batches(bank, recipe, config.sample_rate, recipe.seed)
     Trainer(codec, batches, make_step_fn(recipe), export, out, loop).run()

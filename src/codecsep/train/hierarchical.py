@@ -28,7 +28,7 @@ from ..data.manifest import read_manifest
 from ..errors import CodecSepError
 from ..separators.hierarchical import HierarchicalConfig, HierarchicalSeparator
 from ..text.audio_encoder import AudioEncoder
-from .loop import LoopConfig, Trainer
+from .loop import LoopConfig, Trainer, export_meta
 from .separator import (
     PromptTable,
     SeparatorRecipe,
@@ -102,9 +102,9 @@ def train_hierarchical(manifest: str, out_dir: str,
     export_to = Path(export_dir) if export_dir else out / "checkpoint"
 
     def export(model, step):
-        model.save(export_to, meta={"step": step, "trained_by": command, "recipe": asdict(recipe),
-                                    "loop": asdict(loop), "manifest": str(manifest),
-                                    "audio_encoder_sha256": getattr(audio, "meta", {}).get("sha256")})
+        model.save(export_to, meta=export_meta(
+            out, step, command, recipe=asdict(recipe), loop=asdict(loop), manifest=str(manifest),
+            audio_encoder_sha256=getattr(audio, "meta", {}).get("sha256")))
 
     batches = separator_batches(bank, prompts, recipe, codec.sample_rate, recipe.seed + 1000 * _rank())
     params = [p for p in sep.masker.parameters() if p.requires_grad]

@@ -37,6 +37,15 @@ class LoopConfig:
     stop_at: int = 0  # pause here (checkpointed) without changing the LR schedule; 0 = run to `steps`
 
 
+def export_meta(out_dir, step: int, command: str, **fields) -> dict:
+    """What every recipe records in an exported checkpoint's meta.json: the step, the command
+    that ran last, every command that trained the run (history.json, with its start step) and
+    the recipe's own fields (configs, manifest...)."""
+    path = Path(out_dir) / "history.json"
+    history = json.loads(path.read_text()) if path.is_file() else []
+    return {"step": step, "trained_by": command, "history": history, **fields}
+
+
 def distributed_env() -> tuple[int, int]:
     """(rank, world size) under torchrun; (0, 1) otherwise. Initialises gloo once."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -18,7 +18,7 @@ from ..data.bank import ClipBank
 from ..data.manifest import read_manifest
 from ..errors import CodecSepError
 from ..separators.resunet import RESUNET_COMPACT, ResUNetConfig, ResUNetSeparator
-from .loop import LoopConfig, Trainer
+from .loop import LoopConfig, Trainer, export_meta
 from .separator import PromptTable, SeparatorRecipe, _rank, make_step_fn, separator_batches
 
 
@@ -41,8 +41,8 @@ def train_resunet(manifest: str, out_dir: str, config: ResUNetConfig = RESUNET_C
     export_to = Path(export_dir) if export_dir else out / "checkpoint"
 
     def export(m, step):
-        m.save(export_to, meta={"step": step, "trained_by": command, "recipe": asdict(recipe),
-                                "loop": asdict(loop), "manifest": str(manifest)})
+        m.save(export_to, meta=export_meta(out, step, command, recipe=asdict(recipe),
+                                           loop=asdict(loop), manifest=str(manifest)))
 
     batches = separator_batches(bank, prompts, recipe, config.sample_rate,
                                 recipe.seed + 1000 * _rank())

@@ -9,7 +9,6 @@ residual (mixture - target), so extraction and removal are both trained.
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import sys
@@ -27,7 +26,7 @@ from ..data.mixtures import loudness_db
 from ..losses import neg_si_sdr
 from ..separators.masker import MaskerConfig
 from ..separators.separator import Separator, SeparatorConfig
-from .loop import LoopConfig, Trainer
+from .loop import LoopConfig, Trainer, export_meta
 
 TEMPLATES = ("{}", "{}", "{}", "the sound of {}", "{} sounds", "a recording of {}",
              "isolate the {}", "{} only", "extract {}", "I want to hear {}", "{} noise")
@@ -156,10 +155,8 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
     export_to = Path(export_dir) if export_dir else out / "checkpoint"
 
     def export(model, step):
-        history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
-        model.save(export_to, meta={"step": step, "trained_by": command, "history": history,
-                                    "recipe": asdict(recipe), "loop": asdict(loop),
-                                    "manifest": str(manifest)})
+        model.save(export_to, meta=export_meta(out, step, command, recipe=asdict(recipe),
+                                               loop=asdict(loop), manifest=str(manifest)))
 
     batches = separator_batches(bank, prompts, recipe, codec.sample_rate, recipe.seed + 1000 * _rank())
     trainer = Trainer(sep, batches, make_step_fn(recipe, codec), export, out, loop,

@@ -35,7 +35,7 @@ from ..errors import CodecSepError, MissingDependencyError
 from ..losses import neg_si_sdr, pit_neg_si_sdr
 from ..separators.codecformer import Codecformer, CodecformerConfig, codec_reference
 from ..separators.codesep import CodeSep, CodeSepConfig
-from .loop import LoopConfig, Trainer
+from .loop import LoopConfig, Trainer, export_meta
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ def _run(model, make_step, manifest, out_dir, recipe, loop, kind: str, export_di
     export_to = Path(export_dir) if export_dir else Path(out_dir) / "checkpoint"
 
     def export(m, step):
-        m.save(export_to, meta={"step": step, "trained_by": command, "recipe": asdict(recipe),
-                                "loop": asdict(loop), "manifest": str(manifest)})
+        m.save(export_to, meta=export_meta(out_dir, step, command, recipe=asdict(recipe),
+                                           loop=asdict(loop), manifest=str(manifest)))
 
     trainer = None
     batches = speech_batches(protocol, recipe, lambda: trainer.step * recipe.batch_size)
