@@ -198,3 +198,17 @@ def test_report_section_renders_the_rows(first_run, tmp_path):
                           deploy_file=tmp_path / "none.json", codec_file=tmp_path / "none.json",
                           speech_file=first_run / "speech.json")
     assert "| `codesep-oracle-base` |" in new and "old" not in new
+
+
+def test_two_speaker_evaluation_set_overlaps_the_speakers_throughout(tmp_path):
+    from codecsep.evaluate import ensure_eval_set
+
+    (tmp_path / "c").mkdir()
+    manifest = write_test_speech(tmp_path / "c", seconds=1.2)
+    es = ensure_eval_set("two_speaker", 2, tmp_path / "eval", manifest, set_size=2)
+    for i in range(len(es)):
+        m = es[i]
+        assert m.mixture.shape[-1] == 3 * 16000  # 3 s, from 1.2 s clips: tiled, not padded
+        frames = m.sources.reshape(2, -1, 320)
+        active = (np.abs(frames).max(-1) > 1e-3).all(0)
+        assert active.mean() > 0.9

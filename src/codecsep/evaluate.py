@@ -43,6 +43,10 @@ DEFAULT_N = 100
 SAMPLE_RATE = 16000  # evaluation sets are 16 kHz mono
 PROTOCOL_TARGETS = {"two_source": "first", "three_source": "all", "dnr": "all",
                     "two_speaker": "first"}
+# Mixture settings that differ from the protocol defaults in evaluation sets. Corpus speech clips
+# average 2.4 s: padded into 4 s, two speakers would overlap in ~12% of frames; tiled ("loop")
+# into 3 s they overlap throughout, as in Libri2Mix and as the speech recipes train.
+EVAL_MIX_CONFIGS = {"two_speaker": {"short_clips": "loop", "duration_s": 3.0}}
 PROMPT_MODES = ("label", "caption", "heldout")
 TASKS = ("extract", "remove")
 COLUMNS = ("mixture_id", "source_index", "protocol", "prompt", "label", "task",
@@ -213,7 +217,8 @@ def ensure_eval_set(protocol: str, n: int, eval_root, manifest, seed: int = EVAL
             raise CodecSepError(f"no evaluation set at {path} and no manifest at {manifest} "
                                 "to write one from (pass --manifest)")
         try:
-            proto = make_protocol(protocol, read_manifest(manifest, split="test"))
+            proto = make_protocol(protocol, read_manifest(manifest, split="test"),
+                                  EVAL_MIX_CONFIGS.get(protocol))
         except ValueError as e:
             raise CodecSepError(f"{manifest}: cannot draw {protocol} mixtures: {e}") from e
         size = max(n, set_size)
