@@ -106,7 +106,9 @@ def train_hierarchical(manifest: str, out_dir: str,
             out, step, command, recipe=asdict(recipe), loop=asdict(loop), manifest=str(manifest),
             audio_encoder_sha256=getattr(audio, "meta", {}).get("sha256")))
 
-    batches = separator_batches(bank, prompts, recipe, codec.sample_rate, recipe.seed + 1000 * _rank())
+    trainer = None
+    batches = separator_batches(bank, prompts, recipe, codec.sample_rate,
+                                recipe.seed + 1000 * _rank(), lambda: trainer.step)
     params = [p for p in sep.masker.parameters() if p.requires_grad]
     trainer = Trainer(sep, batches, make_hierarchical_step_fn(recipe, codec, sep.masker.audio),
                       export, out, loop, params=params)

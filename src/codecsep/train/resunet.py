@@ -44,7 +44,9 @@ def train_resunet(manifest: str, out_dir: str, config: ResUNetConfig = RESUNET_C
         m.save(export_to, meta=export_meta(out, step, command, recipe=asdict(recipe),
                                            loop=asdict(loop), manifest=str(manifest)))
 
+    trainer = None
     batches = separator_batches(bank, prompts, recipe, config.sample_rate,
-                                recipe.seed + 1000 * _rank())
-    Trainer(model, batches, make_step_fn(recipe, codec=None), export, out, loop).run()
+                                recipe.seed + 1000 * _rank(), lambda: trainer.step)
+    trainer = Trainer(model, batches, make_step_fn(recipe, codec=None), export, out, loop)
+    trainer.run()
     return export_to

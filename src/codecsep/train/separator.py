@@ -94,13 +94,16 @@ def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.r
 
 
 def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRecipe,
-                      sample_rate: int, seed: int):
+                      sample_rate: int, seed: int, start_step=None):
     """Batches of (mixture (B,1,T), target (B,1,T), prompt embedding (B,E)).
 
     Each mixture appears `targets_per_mixture` times with a different source as the target
     (as AudioSep pairs its segments): the same input must give different outputs for
-    different prompts, which is what teaches the masker to listen to the text."""
-    rng = np.random.default_rng(seed)
+    different prompts, which is what teaches the masker to listen to the text.
+    `start_step` (a callable, read when the first batch is drawn) gives a resumed or
+    warm-started run a stream of its own instead of a replay of the first steps' mixtures."""
+    step = start_step() if start_step is not None else 0
+    rng = np.random.default_rng([seed, step] if step else seed)
     length = int(recipe.seconds * sample_rate)
     while True:
         mixes, targets, conds = [], [], []
@@ -158,7 +161,9 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
         model.save(export_to, meta=export_meta(out, step, command, recipe=asdict(recipe),
                                                loop=asdict(loop), manifest=str(manifest)))
 
-    batches = separator_batches(bank, prompts, recipe, codec.sample_rate, recipe.seed + 1000 * _rank())
+    trainer = None
+    batches = separator_batches(bank, prompts, recipe, codec.sample_rate,
+                                recipe.seed + 1000 * _rank(), lambda: trainer.step)
     trainer = Trainer(sep, batches, make_step_fn(recipe, codec), export, out, loop,
                       params=list(sep.masker.parameters()))
     if trainer.step == 0 and recipe.init_from:
