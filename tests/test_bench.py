@@ -69,3 +69,12 @@ def test_bad_config_and_cli(tmp_path, capsys):
                      "--threads", "1", "--memory-seconds", "--out", str(tmp_path)])
     assert code == 0 and "| mica |" in capsys.readouterr().out
     assert (tmp_path / "bench.json").is_file()
+
+
+def test_two_stage_row_costs_the_single_stage_plus_its_first_stage(tmp_path):
+    cfg = BenchConfig(models=("codecsep", "hierarchical"), **{**QUICK, "repeats": 1})
+    rows = {r["model"]: r for r in run_bench(cfg, tmp_path)["rows"]}
+    one, two = rows["codecsep"], rows["hierarchical"]
+    assert two["macs_parts"]["encode"] == one["macs_parts"]["encode"]
+    assert two["macs_parts"]["masker"] > one["macs_parts"]["masker"]  # + audio encoder, stage 1
+    assert two["params"] > one["params"]

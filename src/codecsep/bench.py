@@ -74,7 +74,7 @@ def _per_second(macs: dict, seconds: float) -> dict:
 def separator_bench(sep) -> Bench:
     """A CodecSep `Separator` (codec + masker): both modes, parts counted separately."""
     sep.eval()
-    cond = torch.zeros(1, sep.config.masker.cond_dim)
+    cond = torch.zeros(1, sep.text_dim)
     codec = sep.codec
 
     def costs(seconds: float) -> dict:
@@ -167,6 +167,21 @@ def _codecsep(tiny: bool) -> Bench:
     return separator_bench(Separator(SeparatorConfig(masker=masker), codec=_mica(tiny)))
 
 
+def _hierarchical(tiny: bool) -> Bench:
+    """The two-stage separator: the shipped audio encoder's architecture, stage 1, the masker."""
+    from .separators.hierarchical import HierarchicalConfig, HierarchicalSeparator
+    from .separators.masker import MaskerConfig
+    from .text.audio_encoder import AudioEncoder, AudioEncoderConfig
+
+    audio = AudioEncoder(AudioEncoderConfig(n_bands=16, channels=16, depth=2) if tiny
+                         else AudioEncoder.load().config)
+    masker = MaskerConfig(**TINY_MASKER, cond_dim=2 * audio.config.embed_dim) if tiny else \
+        MaskerConfig(cond_dim=2 * audio.config.embed_dim)
+    cfg = HierarchicalConfig(masker=masker, audio=audio.config,
+                             **({"stage1_hidden": 32} if tiny else {}))
+    return separator_bench(HierarchicalSeparator(cfg, codec=_mica(tiny), audio_encoder=audio))
+
+
 def _codecsep_paper(tiny: bool) -> Bench:
     from dataclasses import replace
 
@@ -193,6 +208,8 @@ def _resunet(config_name: str):
 
 ROWS: dict[str, Row] = {
     "codecsep": Row("ours: Mica MDCT codec + compact FiLM-Transformer masker", _codecsep),
+    "hierarchical": Row("ours, two-stage: + aligned audio encoder and stage 1 (HSM-TSS-style)",
+                        _hierarchical),
     "codecsep-paper": Row("CodecSep paper: DAC-16k + 16-layer masker (PAPER_DAC16K)",
                           _codecsep_paper, heavy=True),
     "resunet30": Row("AudioSep ResUNet30, published config (32 kHz, no CLAP)",

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Re-run every evaluation and benchmark behind the README's results section, then regenerate it.
+#
+#   bash scripts/refresh_results.sh                 # shipped models only
+#   RESUNET=runs/resunet/checkpoint SINGLE=runs/sep_9750 HIER=runs/hier/checkpoint \
+#   CODECFORMER=runs/codecformer/checkpoint CODESEP=runs/codesep/checkpoint \
+#   CURVES="codecsep=runs/sep resunet=runs/resunet" bash scripts/refresh_results.sh
+#
+# Needs the corpus (data/corpus, `codecsep corpus build`); evaluation sets are written on first
+# use into data/eval. Two lanes run side by side (2 cores); each step is resumable.
+set -euo pipefail
+CS=${CODECSEP:-.venv/bin/codecsep}
+OW=--overwrite
+
+lane_shipped() {
+  for p in two_source three_source dnr; do
+    $CS eval --model codecsep --protocol $p --visqol --semantic $OW
+  done
+  for p in two_source three_source; do
+    $CS eval --model codecsep --protocol $p --prompt-mode heldout $OW
+  done
+  $CS eval --model codecsep --protocol two_source --task remove $OW
+  $CS bench codec $OW
+  $CS bench deploy $OW
+}
+
+lane_peers() {
+  if [[ -n "${RESUNET:-}" ]]; then
+    for p in two_source three_source dnr; do
+      $CS eval --model "resunet:$RESUNET" --protocol $p --visqol --semantic $OW
+    done
+    $CS eval --model "resunet:$RESUNET" --protocol two_source --prompt-mode heldout $OW
+  fi
+  if [[ -n "${SINGLE:-}" && -n "${HIER:-}" ]]; then  # single- vs two-stage, same start and steps
+    for m in "$SINGLE" "$HIER"; do
+      for p in two_source three_source; do
+        $CS eval --model "codecsep:$m" --protocol $p --semantic $OW
+      done
+    done
+  fi
+  for p in two_source three_source dnr; do
+    $CS eval --model mixture --protocol $p --semantic $OW
+    $CS eval --model oracle-mdct-irm --protocol $p --semantic $OW
+  done
+  if [[ -n "${CODECFORMER:-}${CODESEP:-}" ]]; then
+    $CS speech eval ${CODECFORMER:+--codecformer "$CODECFORMER"} ${CODESEP:+--codesep "$CODESEP"} $OW
+  fi
+}
+
+LOGS=${LOG_DIR:-runs}; mkdir -p "$LOGS"
+lane_shipped > "$LOGS/refresh-shipped.log" 2>&1 &
+lane_peers > "$LOGS/refresh-peers.log" 2>&1 &
+wait
+if [[ -n "${CURVES:-}" ]]; then
+  args=(); for c in $CURVES; do args+=(--run "$c"); done
+  $CS curves "${args[@]}"
+fi
+$CS report
