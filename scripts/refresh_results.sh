@@ -39,9 +39,12 @@ lane_peers() {
     done
   fi
   for p in two_source three_source dnr; do
-    $CS eval --model mixture --protocol $p --semantic $OW
-    $CS eval --model oracle-mdct-irm --protocol $p --semantic $OW
+    $CS eval --model mixture --protocol $p --visqol --semantic $OW
+    $CS eval --model oracle-mdct-irm --protocol $p --visqol --semantic $OW
   done
+  # the codec ceiling: each reference through Mica's continuous path and at 6 kbps (12 codebooks)
+  $CS eval --model codec-ceiling:mica --protocol two_source --visqol $OW
+  $CS eval --model codec-ceiling:mica@12 --protocol two_source --visqol $OW
   if [[ -n "${CODECFORMER:-}${CODESEP:-}" ]]; then
     $CS speech eval ${CODECFORMER:+--codecformer "$CODECFORMER"} ${CODESEP:+--codesep "$CODESEP"} $OW
   fi
