@@ -18,7 +18,15 @@ from test_separate_cli import save_tiny_separator
 from codecsep import cli
 from codecsep.data.manifest import Clip, read_manifest, write_manifest
 from codecsep.data.mixtures import make_protocol, write_eval_set
-from codecsep.deploy_bench import DeployConfig, register_deploy, run_deploy_bench
+from codecsep.deploy_bench import (
+    DeployConfig,
+    deploy_table,
+    eval_groups,
+    load_codecsep,
+    register_deploy,
+    run_deploy_bench,
+    streaming_quality,
+)
 from codecsep.errors import CodecSepError
 from codecsep.report import deploy_section
 
@@ -95,12 +103,22 @@ def test_streaming_has_its_latency_and_offline_matches_the_parity_run(result):
     _, r = result
     assert [(s["block_ms"], s["context_ms"], s["latency_ms"]) for s in r["streaming"]] == [
         (200, 2000, 220), (100, 1000, 120)]  # latency = block + one 20 ms hop
+    assert [s["lookahead_ms"] for s in r["streaming"]] == [0, 0]
     for s in r["streaming"]:
         assert s["rtf"] > 0 and s["si_sdr_stream_vs_offline"]["n"] == 3
         assert np.isfinite(s["si_sdr_stream_vs_offline"]["min"])
         # the offline reference inside the streaming run is the PyTorch offline output
         assert s["si_sdri_offline"]["mean"] == pytest.approx(r["onnx"]["si_sdri_torch"]["mean"],
                                                              abs=1e-4)
+
+
+def test_lookahead_adds_to_the_latency_and_shows_in_the_table(setup, result):
+    cfg = config(setup, n=1)
+    eval_set, groups = eval_groups(cfg)
+    row = streaming_quality(load_codecsep(cfg.model).eval(), eval_set, groups, 0.2, 2.0, 0.03)
+    assert (row["lookahead_ms"], row["latency_ms"]) == (40, 260)  # rounded up to two hops
+    table = deploy_table({**result[1], "streaming": [{**row, "rtf": 1.0}]})
+    assert "streaming 200 ms blocks, 2 s context, 40 ms lookahead | 260 ms |" in table[-1]
 
 
 def test_markdown_and_readme_section_show_every_row(result):
@@ -135,8 +153,9 @@ def test_config_checks_and_reproducing_command(setup):
     assert DeployConfig().command() == "codecsep bench deploy"
     assert DeployConfig(n=50, protocol="dnr").command() == (
         "codecsep bench deploy --protocol dnr --n 50")
+    assert DeployConfig(lookahead_ms=40).command() == "codecsep bench deploy --lookahead-ms 40"
     for bad in ({"n": 0}, {"repeats": 0}, {"protocol": "four_source"},
-                {"streaming": ((0.0, 1.0),)}):
+                {"streaming": ((0.0, 1.0),)}, {"lookahead_ms": -20}):
         with pytest.raises(CodecSepError):
             DeployConfig(**bad)
     with pytest.raises(CodecSepError, match="fewer than --n"):

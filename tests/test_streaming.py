@@ -76,14 +76,70 @@ def test_frame_local_masks_stream_exactly_like_offline():
         assert si_sdr(streamed, offline).min() > 60
 
 
-def test_latency_is_bounded_while_streaming():
-    stream = StreamingSeparator(FrameGainSeparator(), ["x"], 0.1, 0.5)
+@pytest.mark.parametrize("lookahead", [0.0, 0.05])
+def test_latency_is_bounded_while_streaming(lookahead):
+    stream = StreamingSeparator(FrameGainSeparator(), ["x"], 0.1, 0.5, lookahead_seconds=lookahead)
     received = emitted = 0
     for _ in range(20):
         emitted += stream.push(noise(1, stream.block))["target"].shape[-1]
         received += stream.block
-        assert received - emitted <= stream.block + stream.hop  # never more than the latency
+        assert received - emitted <= stream.block + stream.hop + stream.lookahead  # the latency
+        assert emitted == 0 or received - emitted == stream.hop + stream.lookahead
     assert emitted + stream.flush()["target"].shape[-1] == received
+
+
+def test_lookahead_is_rounded_to_hops_and_adds_to_the_latency():
+    s = StreamingSeparator(FrameGainSeparator(), ["x"], 0.2, 1.0, lookahead_seconds=0.03)
+    assert s.lookahead == 2 * HOP and s.latency_ms == pytest.approx(200 + 20 + 40)
+    assert StreamingSeparator(FrameGainSeparator(), ["x"], 0.2, 1.0).lookahead == 0
+    with pytest.raises(CodecSepError, match="lookahead_seconds"):
+        StreamingSeparator(FrameGainSeparator(), ["x"], 0.2, 1.0, lookahead_seconds=-0.02)
+
+
+@pytest.mark.parametrize("block,context,lookahead,seconds", [
+    (0.2, 2.0, 0.0, 3), (0.1, 1.0, 0.06, 3), (0.02, 0.0, 0.0, 1), (1.0, 10.0, 0.02, 12)])
+def test_constant_masks_stream_exactly_through_the_real_separator(tiny, monkeypatch, block,
+                                                                  context, lookahead, seconds):
+    """The bench's path (Separator.separate: windows, mask_latent, MDCT, decode) with the mask
+    fixed to 1 and to a gain per coefficient: the stream must give the input back exactly, and
+    exactly the offline output. Past `window_seconds` (12 s, 10 s of context) `separate` cuts
+    windows off the hop grid, so only the identity mask is grid-independent there."""
+    x = noise(1, seconds * SR + 77, seed=2)
+    gain = torch.rand(HOP, 1, generator=torch.Generator().manual_seed(1))
+    masks = ((torch.ones(HOP, 1), 1234), (gain, 1234), (gain, 999))
+    for mask, push in masks[:1] if seconds > tiny.config.window_seconds else masks:
+        monkeypatch.setattr(tiny.masker, "forward", lambda z, cond, m=mask: m.expand_as(z))
+        stream = StreamingSeparator(tiny, ["dog"], block, context, lookahead_seconds=lookahead)
+        streamed = stream_all(stream, x, push)["target"]
+        offline = tiny.separate(x, ["dog"])["target"]
+        assert torch.allclose(streamed, offline, atol=1e-5)
+        if mask.min() == 1:
+            assert torch.allclose(streamed[0], x, atol=1e-5)
+
+
+def test_each_block_is_the_offline_separation_of_its_window(tiny):
+    """What streaming computes, written out: after each block, separate the window [emitted -
+    context, received) offline and emit [emitted, received - hop - lookahead) of it."""
+    x = noise(1, SR, seed=3)
+    stream = StreamingSeparator(tiny, ["dog"], 0.1, 0.3, lookahead_seconds=0.04)
+    emitted = 0
+    for received in range(stream.block, x.shape[-1] + 1, stream.block):
+        out = stream.push(x[:, received - stream.block: received])["target"]
+        end = received - stream.hop - stream.lookahead
+        start = max(0, emitted - stream.context)
+        window = tiny.separate(x[:, start:received], ["dog"], cond=stream.cond)["target"]
+        assert torch.allclose(out, window[..., emitted - start: end - start], atol=1e-5)
+        emitted = end
+
+
+def test_lookahead_brings_a_non_causal_masker_closer_to_offline(tiny):
+    x = noise(1, 3 * SR, seed=1)
+    gaps = [streaming_vs_offline(tiny, x, ["dog barking"], 0.1, 0.5, lookahead_seconds=look)
+            for look in (0.0, 0.2, 1.0)]
+    assert [g["lookahead_ms"] for g in gaps] == [0, 200, 1000]
+    assert [g["latency_ms"] for g in gaps] == [120, 320, 1120]
+    sdr = [g["si_sdr_stream_vs_offline"] for g in gaps]
+    assert min(sdr[1:]) > sdr[0] + 0.1  # the newest frames see what comes after them
 
 
 def test_long_context_is_close_to_offline(tiny):

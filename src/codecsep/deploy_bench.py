@@ -10,8 +10,10 @@
 2. Times both on ONE thread: real-time factor (processing time / audio time, median of
    `--repeats` runs after a warm-up) of waveform separation of `--seconds` of noise, one prompt.
 3. Streams the same mixtures block by block (`StreamingSeparator`; 200 ms blocks with 2 s of
-   context, and 100 ms with 1 s): algorithmic latency, SI-SDR of the streamed target against the
-   offline one, SI-SDRi offline and streamed, and the real-time factor of streaming on one thread.
+   context, and 100 ms with 1 s; `--lookahead-ms` lets the masker see that much more audio to
+   the right of what it emits, at that much more latency): algorithmic latency, SI-SDR of the
+   streamed target against the offline one, SI-SDRi offline and streamed, and the real-time
+   factor of streaming on one thread.
 
 Targets are the protocol's targets (`codecsep eval`'s), with label prompts. Writes
 `deploy.json` and `deploy.md` into `--out` (default results/deploy); `codecsep report` puts the
@@ -50,6 +52,7 @@ class DeployConfig:
     seconds: float = 10.0
     repeats: int = 5
     streaming: tuple[tuple[float, float], ...] = STREAMING
+    lookahead_ms: float = 0.0  # streaming lookahead, rounded up to whole hops
 
     def __post_init__(self):
         from .evaluate import PROTOCOL_TARGETS
@@ -61,11 +64,14 @@ class DeployConfig:
             raise CodecSepError("--n and --repeats must be >= 1 and --seconds > 0")
         if any(b <= 0 or c < 0 for b, c in self.streaming):
             raise CodecSepError("streaming blocks must be > 0 s and contexts >= 0 s")
+        if self.lookahead_ms < 0:
+            raise CodecSepError("--lookahead-ms must be >= 0")
 
     def command(self) -> str:
         """The command line that reproduces this run (non-default flags only)."""
         args, defaults = ["codecsep", "bench", "deploy"], DeployConfig()
-        for flag in ("model", "protocol", "n", "eval_dir", "manifest", "seconds", "repeats"):
+        for flag in ("model", "protocol", "n", "eval_dir", "manifest", "seconds", "repeats",
+                     "lookahead_ms"):
             value = getattr(self, flag)
             if value != getattr(defaults, flag):
                 args += [f"--{flag.replace('_', '-')}", f"{value:g}" if isinstance(value, float)
@@ -121,7 +127,8 @@ def onnx_parity(separator, onnx, eval_set, groups: dict) -> dict:
             "si_sdri_onnx": summary(rows["si_sdri_onnx"])}
 
 
-def streaming_quality(separator, eval_set, groups: dict, block: float, context: float) -> dict:
+def streaming_quality(separator, eval_set, groups: dict, block: float, context: float,
+                      lookahead: float = 0.0) -> dict:
     """`streaming_vs_offline` on every mixture (values are per mixture, averaged over prompts)."""
     from .audio import resample
     from .evaluate import SAMPLE_RATE
@@ -133,9 +140,10 @@ def streaming_quality(separator, eval_set, groups: dict, block: float, context: 
         mix, ref = _references(m, items)
         rows.append(streaming_vs_offline(
             separator, resample(mix[:1], SAMPLE_RATE, sr), [it.prompt for it in items],
-            block, context, references=resample(ref, SAMPLE_RATE, sr)[:, None]))
+            block, context, references=resample(ref, SAMPLE_RATE, sr)[:, None],
+            lookahead_seconds=lookahead))
     return {"block_ms": 1000 * block, "context_ms": 1000 * context,
-            "latency_ms": rows[0]["latency_ms"],
+            "lookahead_ms": rows[0]["lookahead_ms"], "latency_ms": rows[0]["latency_ms"],
             **{k: summary([r[k] for r in rows])
                for k in ("si_sdr_stream_vs_offline", "si_sdri_offline", "si_sdri_stream")}}
 
@@ -151,7 +159,8 @@ def real_time_factors(separator, onnx, cfg: DeployConfig) -> dict:
         torch.randn(1, separator.config.masker.cond_dim, generator=gen), dim=-1)
 
     def stream(block: float, context: float):
-        s = StreamingSeparator(separator, None, block, context, cond=cond)
+        s = StreamingSeparator(separator, None, block, context, cond=cond,
+                               lookahead_seconds=cfg.lookahead_ms / 1000)
         return stream_all(s, audio, s.block)
 
     def rtf(fn) -> float:
@@ -202,7 +211,8 @@ def measure(separator, cfg: DeployConfig) -> dict:
         onnx, export_facts = export_to_temp(separator, Path(tmp), cfg.model or "default")
         parity = onnx_parity(separator, onnx, eval_set, groups)
         rtf = real_time_factors(separator, onnx, cfg)
-    streaming = [{**streaming_quality(separator, eval_set, groups, b, c), "rtf": r}
+    streaming = [{**streaming_quality(separator, eval_set, groups, b, c, cfg.lookahead_ms / 1000),
+                  "rtf": r}
                  for (b, c), r in zip(cfg.streaming, rtf["streaming"])]
     return {**model_info(separator, cfg), "protocol": cfg.protocol, "eval_set": str(eval_set.root),
             "eval_set_fingerprint": eval_set_fingerprint(eval_set), "n_mixtures": len(groups),
@@ -263,8 +273,9 @@ def deploy_table(result: dict) -> list[str]:
               f"{_db(on['si_sdr_vs_torch'])} / {_db(on['si_sdr_vs_torch'], 'min')} | "
               f"{_db(on['si_sdri_onnx'])} |")]
     for s in st:
+        look = f", {s['lookahead_ms']:g} ms lookahead" if s.get("lookahead_ms") else ""
         lines.append(f"| PyTorch, streaming {s['block_ms']:g} ms blocks, {s['context_ms'] / 1000:g}"
-                     f" s context | {s['latency_ms']:g} ms | {s['rtf']:.3g} | "
+                     f" s context{look} | {s['latency_ms']:g} ms | {s['rtf']:.3g} | "
                      f"{_db(s['si_sdr_stream_vs_offline'])} / "
                      f"{_db(s['si_sdr_stream_vs_offline'], 'min')} | {_db(s['si_sdri_stream'])} |")
     return lines
@@ -303,6 +314,8 @@ def register_deploy(sub) -> None:
     p.add_argument("--n", type=int, default=20, help="mixtures to score (default %(default)s)")
     p.add_argument("--seconds", type=float, default=10.0, help="audio length for the RTF")
     p.add_argument("--repeats", type=int, default=5, help="timed runs after a warm-up")
+    p.add_argument("--lookahead-ms", type=float, default=0.0,
+                   help="streaming lookahead added to the latency (default %(default)s)")
     p.add_argument("--out", default="results/deploy", help="output folder (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace deploy.json / deploy.md")
     p.set_defaults(func=_run)
@@ -310,7 +323,8 @@ def register_deploy(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = DeployConfig(model=args.model, protocol=args.protocol, n=args.n, eval_dir=args.eval_dir,
-                       manifest=args.manifest, seconds=args.seconds, repeats=args.repeats)
+                       manifest=args.manifest, seconds=args.seconds, repeats=args.repeats,
+                       lookahead_ms=args.lookahead_ms)
     result = run_deploy_bench(cfg, args.out, overwrite=args.overwrite)
     print("\n".join(deploy_table(result)))
     print(f"-> {Path(args.out) / OUT_FILES[0]}")

@@ -5,17 +5,21 @@ Each time a block has arrived, the separator runs on a sliding window made of up
 `context_seconds` of past audio plus everything new, aligned to the codec's hop so its MDCT
 frames are the frames offline processing would see, and emits the samples that became final.
 A sample is final once both MDCT frames that overlap it are complete, so the newest `hop`
-samples wait for the next block (one hop of lookahead). Worst-case algorithmic latency:
+samples wait for the next block (one hop of lookahead), plus `lookahead_seconds` (rounded up to
+whole hops, default 0) that the masker sees to the right of what is emitted. Worst-case
+algorithmic latency:
 
-    latency = block + hop          (e.g. 200 ms + 20 ms at 16 kHz with hop 320)
+    latency = block + hop + lookahead    (e.g. 200 ms + 20 ms at 16 kHz with hop 320)
 
 The context is at least one hop, so every emitted sample lies between two complete frames of
-its window. Compute time comes on top; each run costs about (context + block) / block times what offline
-processing of the block would. The masker is non-causal, so the first seconds (little context)
-and the newest samples of every window differ a little from offline output: see
+its window. Compute time comes on top; each run costs about (context + block + lookahead) /
+block times what offline processing of the block would. The masker is non-causal and decides
+from its whole window, so output differs from offline output where the window differs: the
+first seconds (little context) and the newest samples of every window. See
 `streaming_vs_offline` to measure how much.
 
-    stream = StreamingSeparator(sep, ["dog barking"], block_seconds=0.2, context_seconds=2.0)
+    stream = StreamingSeparator(sep, ["dog barking"], block_seconds=0.2, context_seconds=2.0,
+                                lookahead_seconds=0.06)  # latency 280 ms
     for block in mic_blocks:                 # (C, b) or (b,) at sep.sample_rate
         out = stream.push(block)             # {"target", "residual"}: (P, C, n) each, n >= 0
     out = stream.flush()                     # the rest, so output length == input length
@@ -46,21 +50,25 @@ def round_to_hops(seconds: float, sample_rate: int, hop: int, minimum: int = 1) 
     return max(minimum, math.ceil(seconds * sample_rate / hop - 1e-9)) * hop
 
 
-def algorithmic_latency_ms(block_samples: int, hop: int, sample_rate: int) -> float:
+def algorithmic_latency_ms(block_samples: int, hop: int, sample_rate: int,
+                           lookahead_samples: int = 0) -> float:
     """Worst-case delay between a sample arriving and its separated sample being emitted."""
-    return 1000.0 * (block_samples + hop) / sample_rate
+    return 1000.0 * (block_samples + hop + lookahead_samples) / sample_rate
 
 
 class StreamingSeparator:
     def __init__(self, separator, prompts=None, block_seconds: float = 0.2,
-                 context_seconds: float = 2.0, cond: torch.Tensor | None = None):
-        if block_seconds <= 0 or context_seconds < 0:
-            raise CodecSepError("block_seconds must be > 0 and context_seconds >= 0")
+                 context_seconds: float = 2.0, cond: torch.Tensor | None = None,
+                 lookahead_seconds: float = 0.0):
+        if block_seconds <= 0 or context_seconds < 0 or lookahead_seconds < 0:
+            raise CodecSepError("block_seconds must be > 0, context_seconds and "
+                                "lookahead_seconds >= 0")
         self.separator = separator
         self.sample_rate = int(separator.sample_rate)
         self.hop = codec_hop(separator)
         self.block = round_to_hops(block_seconds, self.sample_rate, self.hop)
         self.context = round_to_hops(context_seconds, self.sample_rate, self.hop)  # >= 1 hop
+        self.lookahead = round_to_hops(lookahead_seconds, self.sample_rate, self.hop, minimum=0)
         self.prompts = list(prompts) if prompts is not None else []
         self.cond = separator.embed(self.prompts) if cond is None else cond
         self.reset()
@@ -73,7 +81,7 @@ class StreamingSeparator:
 
     @property
     def latency_ms(self) -> float:
-        return algorithmic_latency_ms(self.block, self.hop, self.sample_rate)
+        return algorithmic_latency_ms(self.block, self.hop, self.sample_rate, self.lookahead)
 
     def _append(self, block) -> None:
         x = torch.as_tensor(np.asarray(block, dtype=np.float32))
@@ -110,7 +118,7 @@ class StreamingSeparator:
             return self._empty()
         self._next_run = (self._received // self.block + 1) * self.block
         aligned = self._received // self.hop * self.hop
-        end = aligned - self.hop  # the last hop waits for the next frame
+        end = aligned - self.hop - self.lookahead  # the last hop waits for the next frame
         if end <= self._emitted:
             return self._empty()
         return self._emit(end, aligned)
@@ -136,17 +144,20 @@ def stream_all(stream: StreamingSeparator, audio: torch.Tensor, block_samples: i
 
 
 def streaming_vs_offline(separator, audio, prompts, block_seconds: float = 0.2,
-                         context_seconds: float = 2.0, references=None) -> dict:
+                         context_seconds: float = 2.0, references=None,
+                         lookahead_seconds: float = 0.0) -> dict:
     """How much streaming loses: SI-SDR of the streamed target against the offline target, and,
     with `references` (P, C, T) and the mixture, the SI-SDR improvement of both."""
     from ..metrics import si_sdr, si_sdr_improvement
 
     wav = torch.as_tensor(np.asarray(audio, dtype=np.float32))
     wav = wav.unsqueeze(0) if wav.ndim == 1 else wav
-    stream = StreamingSeparator(separator, prompts, block_seconds, context_seconds)
+    stream = StreamingSeparator(separator, prompts, block_seconds, context_seconds,
+                                lookahead_seconds=lookahead_seconds)
     streamed = stream_all(stream, wav, stream.block)["target"]
     offline = separator.separate(wav, prompts, cond=stream.cond)["target"]
     report = {"latency_ms": stream.latency_ms,
+              "lookahead_ms": 1000.0 * stream.lookahead / stream.sample_rate,
               "si_sdr_stream_vs_offline": float(si_sdr(streamed, offline).mean())}
     if references is not None:
         mix = wav.expand_as(references)
