@@ -64,3 +64,11 @@ def test_report_shows_the_curves_section(tmp_path):
                           speech_file=tmp_path / "none.json",
                           curves_file=tmp_path / "training" / "curves.json")
     assert "### Training curves at equal steps" in new and "| 1000 | 0.91 | 0.91 |" in new
+
+
+def test_steps_logged_twice_after_a_resume_keep_the_later_row(tmp_path):
+    rows = [{"step": s, "m": 1.0} for s in (25, 50, 75)] + [{"step": s, "m": 2.0} for s in (50, 75, 100)]
+    _write_log(tmp_path / "r", rows)
+    log = read_log(tmp_path / "r" / "log.csv")
+    assert [r["step"] for r in log] == [25, 50, 75, 100]
+    assert [r["m"] for r in log] == [1.0, 2.0, 2.0, 2.0]

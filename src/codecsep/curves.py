@@ -24,12 +24,18 @@ DEFAULT_METRIC = "target_sisdri"  # SI-SDRi of the extracted target on the train
 
 
 def read_log(path) -> list[dict]:
-    """A Trainer's log.csv as a list of {column: float} (empty cells -> NaN)."""
+    """A Trainer's log.csv as a list of {column: float} (empty cells -> NaN), one row per step
+    in step order: a run interrupted between checkpoints logs its last steps twice, and the
+    rows written after the resume are the ones its weights descend from."""
     path = Path(path)
     if not path.is_file():
         raise CodecSepError(f"{path}: no training log (log.csv) there")
     with open(path, newline="") as f:
-        return [{k: _float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = {}
+        for row in csv.DictReader(f):
+            row = {k: _float(v) for k, v in row.items()}
+            rows[row["step"]] = row
+    return [rows[s] for s in sorted(rows)]
 
 
 def _float(v) -> float:
