@@ -20,7 +20,8 @@ lane_shipped() {
     $CS eval --model codecsep --protocol $p --prompt-mode heldout $OW
   done
   $CS eval --model codecsep --protocol two_source --task remove $OW
-  $CS bench codec $OW
+  $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
+    --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW
   $CS bench deploy $OW
 }
 

@@ -85,7 +85,7 @@ def plot_curves(runs: dict[str, list[dict]], metric: str, png, window: int = 8) 
 
 
 def collect(runs: dict[str, str], out_dir="results/training", metric: str = DEFAULT_METRIC,
-            every: int = 1000, command: str = "") -> dict:
+            every: int = 1000, command: str = "", note: str = "") -> dict:
     """Copy each run's log into out_dir/<name>/, plot them together, write curves.json."""
     out = Path(out_dir)
     logs = {}
@@ -102,7 +102,7 @@ def collect(runs: dict[str, str], out_dir="results/training", metric: str = DEFA
             shutil.copyfile(run / "history.json", dest / "history.json")
         logs[name] = rows
     plot_curves(logs, metric, out / "curves.png")
-    table = {**matched_table(logs, metric, every), "command": command}
+    table = {**matched_table(logs, metric, every), "command": command, "note": note}
     (out / "curves.json").write_text(json.dumps(table, indent=2))
     return table
 
@@ -117,7 +117,7 @@ def curves_markdown(table: dict, png: str = "results/training/curves.png") -> li
     for i, step in enumerate(table["steps"]):
         lines.append(f"| {step} | " + " | ".join(f"{table['values'][n][i]:.2f}" for n in names)
                      + " |")
-    return lines
+    return lines + (["", table["note"]] if table.get("note") else [])
 
 
 def register(subparsers) -> None:
@@ -127,6 +127,7 @@ def register(subparsers) -> None:
     p.add_argument("--metric", default=DEFAULT_METRIC, help="log.csv column (default %(default)s)")
     p.add_argument("--every", type=int, default=1000, help="table step spacing")
     p.add_argument("--out", default="results/training", help="output folder")
+    p.add_argument("--note", default="", help="a caveat printed under the table")
     p.set_defaults(func=_run)
 
 
@@ -141,6 +142,6 @@ def _run(args: argparse.Namespace) -> int:
             raise CodecSepError(f"--run {spec!r}: write NAME=RUN_DIR")
         runs[name] = run
     command = shlex.join(["codecsep", *sys.argv[1:]])
-    table = collect(runs, args.out, args.metric, args.every, command)
+    table = collect(runs, args.out, args.metric, args.every, command, args.note)
     print("\n".join(curves_markdown(table, f"{args.out}/curves.png")))
     return 0
