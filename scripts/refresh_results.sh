@@ -44,10 +44,12 @@ lane_peers() {
     $CS eval --model oracle-mdct-irm --protocol $p --visqol --semantic $OW
   done
   # the codec ceiling: each reference through Mica's continuous path and at 6 kbps (12 codebooks)
-  $CS eval --model codec-ceiling:mica --protocol two_source --visqol $OW
-  $CS eval --model codec-ceiling:mica@12 --protocol two_source --visqol $OW
+  for p in two_source three_source dnr; do
+    $CS eval --model codec-ceiling:mica@12 --protocol $p --visqol $OW
+    $CS eval --model codec-ceiling:mica --protocol $p $([[ $p == two_source ]] && echo --visqol) $OW
+  done
   if [[ -n "${CODECFORMER:-}${CODESEP:-}" ]]; then
-    $CS speech eval ${CODECFORMER:+--codecformer "$CODECFORMER"} ${CODESEP:+--codesep "$CODESEP"} $OW
+    $CS speech eval ${CODECFORMER:+--codecformer "$CODECFORMER"} ${CODESEP:+--codesep "$CODESEP"} --n 40 $OW
   fi
 }
 
