@@ -65,12 +65,23 @@ def test_pit_cross_entropy_picks_the_right_permutation():
     assert torch.allclose(loss, expected, atol=1e-6) and (loss < 0.1).all()
 
 
-def test_features_are_aligned_to_codec_frames():
-    model = tiny()
+@pytest.mark.parametrize("features", ["mdct", "mel"])
+def test_features_are_aligned_to_codec_frames(features):
+    model = tiny(features=features)
     for t in (1, 320, 4001, 16000):
         assert model.features(torch.randn(2, t)).shape == (2, 32, model.codec.n_frames(t))
     fb = mel_filterbank(16000, 512, 40)
     assert fb.shape == (40, 257) and (fb >= 0).all() and (fb.amax(1) > 0).all()
+
+
+def test_mdct_features_ignore_the_mixture_level_and_bad_kinds_are_refused():
+    model = tiny(features="mdct")
+    wav = torch.randn(1, 4000)
+    loud, quiet = model.features(wav), model.features(0.1 * wav)  # 20 dB apart
+    assert (loud - quiet).abs().max() < 0.02 * loud.abs().max()  # only compress()'s eps differs
+    assert torch.isfinite(model.features(torch.zeros(1, 4000))).all()  # silence: no NaN
+    with pytest.raises(CodecSepError, match="features"):
+        tiny(features="chroma")
 
 
 def test_aux_prediction_teacher_forcing_and_autoregressive_agree():

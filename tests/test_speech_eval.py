@@ -156,6 +156,26 @@ def test_interrupted_run_resumes_missing_rows_only(setup, first_run, tmp_path, c
     assert code == 0 and {r["n"] for r in rows_of(out).values()} == {1}
 
 
+def test_overwrite_recomputes_only_the_rows_whose_identity_changed(setup, first_run, tmp_path,
+                                                                  capsys):
+    out = tmp_path / "changed"
+    out.mkdir()
+    result = json.loads((first_run / "speech.json").read_text())
+    by_name = {r["name"]: r for r in result["rows"]}
+    by_name["mixture"]["items"][0]["marker"] = "reused"
+    by_name["codesep"]["identity"] = {**by_name["codesep"]["identity"], "codesep": "older weights"}
+    by_name["codesep"]["items"][0]["marker"] = "stale"
+    (out / "speech.json").write_text(json.dumps(result))
+    code, _, err = run(speech_eval(setup, out, "--kbps", "1"), capsys)
+    assert code == 2 and "codesep" in err
+    code, _, _ = run(speech_eval(setup, out, "--kbps", "1", "--overwrite"), capsys)
+    rows = rows_of(out)
+    assert code == 0 and list(rows) == ROWS_AT_1KBPS
+    assert rows["mixture"]["items"][0]["marker"] == "reused"
+    assert "marker" not in rows["codesep"]["items"][0]
+    assert rows["codesep"]["identity"] == rows_of(first_run)["codesep"]["identity"]
+
+
 def test_absent_model_and_unreachable_rates_are_skipped(setup, tmp_path, capsys):
     code, _, err = run(speech_eval(setup, tmp_path / "o", "--kbps", "2", codesep="none"), capsys)
     assert code == 0 and "codesep skipped: no checkpoint at" in err

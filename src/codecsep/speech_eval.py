@@ -21,7 +21,8 @@ Metrics per row, means over both speakers of each mixture in their best order: S
 SI-SDRi, ViSQOL (speech mode, 16 kHz; `--no-visqol` skips it), STOI and PESQ (wb) when pystoi /
 pesq are installed. `speech.json` (rows, per-item scores, the command, the set's id) and
 `speech.md` are rewritten after every row, so an interrupted run resumes; a row computed with
-other settings, weights or set, or one this run would drop, is only replaced with --overwrite.
+other settings, weights or set, or one this run would drop, is only replaced with --overwrite
+(which still reuses the rows whose settings, weights and set are unchanged).
 """
 
 from __future__ import annotations
@@ -304,21 +305,25 @@ def score_row(system: System, identity: dict, scores: dict) -> dict:
 
 
 def previous_rows(path: Path, identities: dict, overwrite: bool) -> dict:
-    """Rows of an earlier run at `path` that this run can reuse, by name. Raises if it holds a
-    row this run would replace or drop (unless `overwrite`: then nothing is reused)."""
-    if overwrite or not path.is_file():
+    """Rows of an earlier run at `path` that this run can reuse, by name: those whose identity
+    (settings, weights, evaluation set) is this run's. Raises if it holds a row this run would
+    replace or drop, unless `overwrite`: then those rows are recomputed or dropped (and a file
+    that is not a result is ignored); the rest are still reused, as they would come out the same."""
+    if not path.is_file():
         return {}
     try:
         rows = {r["name"]: r for r in json.loads(path.read_text())["rows"]}
     except (ValueError, KeyError, TypeError) as e:
+        if overwrite:
+            return {}
         raise CodecSepError(f"{path}: not a `codecsep speech eval` result ({e})") from e
     stale = [name for name, r in rows.items() if r.get("identity") != identities.get(name)]
-    if stale:
+    if stale and not overwrite:
         names = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
         raise CodecSepError(f"{path} holds rows computed with other settings, weights or set, or "
                             f"that this run would drop ({names}): pass --overwrite to "
                             "recompute, or another --out")
-    return rows
+    return {name: r for name, r in rows.items() if name not in stale}
 
 
 def write_result(out: Path, result: dict) -> None:

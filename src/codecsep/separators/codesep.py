@@ -3,8 +3,9 @@
 Du et al., "CodeSep: Low-bitrate codec-driven speech separation with base-token
 disentanglement and auxiliary-token serial prediction" (papers/codesep-*), on our Mica codec.
 
-- Base-token disentanglement (BTD): log-mel of the mixture (hop 80) -> strided convs to the
-  codec frame rate (50 Hz) -> self-attention ("source-intra") Transformer -> two copies plus
+- Base-token disentanglement (BTD): the mixture's power-compressed MDCT (Mica's latent, 50 Hz;
+  default) or, as in the paper, its log-mel (hop 80) through strided convs to the codec frame
+  rate -> self-attention ("source-intra") Transformer -> two copies plus
   anti-consistency biases (+delta, -delta) -> cross-attention ("source-inter") blocks where each
   source attends to the other -> one linear head per source -> first-codebook logits. Trained
   with permutation-invariant cross-entropy against each clean speaker's first-codebook tokens.
@@ -30,6 +31,7 @@ from torch import nn
 
 from ..checkpoint import Checkpointed, command_line
 from ..codecs import ASSETS, CodesFile, load_codec
+from ..codecs.mica import compress
 from ..errors import CodecSepError, CodesFileError
 from ..nn.transformer import SelfAttention, Transformer, sinusoidal_positions
 from .base import FrozenCodec, as_channels
@@ -44,6 +46,12 @@ N_SPEAKERS = 2
 class CodeSepConfig:
     codec: str = "mica"
     n_codebooks: int = 4  # base + 3 auxiliary codebooks (the paper's N = 4)
+    # BTD input: "mdct" = the mixture's power-compressed MDCT (Mica's own latent) or "mel" = the
+    # paper's log-mel. Mica's tokens depend on MDCT signs that a mel spectrogram discards: on clean
+    # speech a small net learns the base token from the MDCT far faster than from the log-mel
+    # (scripts/token_probe.py; results/codesep/token_probe.json).
+    features: str = "mdct"
+    mdct_power: float = 0.5
     n_mels: int = 80
     mel_hop: int = 80  # mel frames at 200 Hz; 2 stride-2 convs reach Mica's 50 Hz
     mel_fft: int = 512
@@ -276,14 +284,9 @@ class CodeSep(FrozenCodec, Checkpointed, nn.Module):
         if not 2 <= c.n_codebooks <= self.codec.n_codebooks:
             raise CodecSepError(f"n_codebooks must be in [2, {self.codec.n_codebooks}], "
                                 f"got {c.n_codebooks}")
-        ratio = self.codec.hop_length // c.mel_hop
-        if ratio * c.mel_hop != self.codec.hop_length or ratio & (ratio - 1):
-            raise CodecSepError(f"codec hop {self.codec.hop_length} must be mel_hop "
-                                f"{c.mel_hop} times a power of two")
         m, lookup_dim = self.codec.codebook_size, quantizer.stages[0].out_proj.out_channels
-        self.mel = LogMel(self.codec.sample_rate, c.mel_fft, c.mel_hop, c.n_mels)
         self.net = nn.ModuleDict({
-            "down": mel_downsampler(c.n_mels, c.dim, int(math.log2(ratio))),
+            "down": self._front_end(c),
             "btd": BaseTokenDisentangler(c, m),
             "atsp": AuxTokenPredictor(c, lookup_dim, m, quantizer.decode),
         })
@@ -292,9 +295,30 @@ class CodeSep(FrozenCodec, Checkpointed, nn.Module):
         """Bits per second of the stored base tokens of both speakers (1 kbps with Mica)."""
         return N_SPEAKERS * self.codec.bitrate(1)
 
+    def _front_end(self, c: CodeSepConfig) -> nn.Module:
+        """The layers that bring the mixture's features to (B, dim, F) at the codec frame rate."""
+        if c.features == "mdct":
+            return nn.Conv1d(self.codec.latent_dim, c.dim, 3, padding=1)
+        if c.features != "mel":
+            raise CodecSepError(f"features must be 'mdct' or 'mel', got {c.features!r}")
+        ratio = self.codec.hop_length // c.mel_hop
+        if ratio * c.mel_hop != self.codec.hop_length or ratio & (ratio - 1):
+            raise CodecSepError(f"codec hop {self.codec.hop_length} must be mel_hop "
+                                f"{c.mel_hop} times a power of two")
+        self.mel = LogMel(self.codec.sample_rate, c.mel_fft, c.mel_hop, c.n_mels)
+        return mel_downsampler(c.n_mels, c.dim, int(math.log2(ratio)))
+
+    def input_features(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav (B, T) -> (B, C, F'): log-mel, or the power-compressed MDCT scaled to unit RMS per
+        item (the mixture's level carries no information about its tokens' identity)."""
+        if self.config.features == "mel":
+            return self.mel(wav)
+        x = compress(self.codec.encode(wav[:, None]), self.config.mdct_power)
+        return x / x.pow(2).mean((1, 2), keepdim=True).sqrt().clamp_min(1e-5)
+
     def features(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, T) -> (B, dim, F) at the codec frame rate, F = codec.n_frames(T)."""
-        h = self.net["down"](self.mel(wav))
+        h = self.net["down"](self.input_features(wav))
         f = self.codec.n_frames(wav.shape[-1])
         return F.pad(h, (0, max(0, f - h.shape[-1])))[..., :f]
 
