@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "corpus": "codecsep.data.cli",
     "train": "codecsep.train.cli",
     "eval": "codecsep.evaluate",
+    "compare": "codecsep.compare",
     "bench": "codecsep.bench",
     "report": "codecsep.report",
     "curves": "codecsep.curves",

@@ -1,0 +1,64 @@
+"""`codecsep compare`: paired differences of two eval result folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from codecsep import cli
+from codecsep.compare import paired_difference
+from codecsep.errors import CodecSepError
+from codecsep.evaluate import ItemLog
+
+
+def result(folder, model, scores, fingerprint="set1", **run):
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({
+        "model": model, "protocol": "two_source", "prompt_mode": "label", "task": "extract",
+        "eval_set_fingerprint": fingerprint, **run}))
+    log = ItemLog(folder / "items.csv")
+    for i, s in enumerate(scores):
+        log.append({"mixture_id": f"m{i}", "source_index": 0, "si_sdri": s})
+    return folder
+
+
+def test_paired_difference_matches_the_item_differences(tmp_path):
+    rng = np.random.default_rng(0)
+    b = rng.normal(3.0, 5.0, 50)  # very different items, a constant gain of 0.5 dB
+    a = b + 0.5 + rng.normal(0, 0.1, 50)
+    r = paired_difference(result(tmp_path / "a", "new", a), result(tmp_path / "b", "old", b))
+    assert r["n"] == 50 and r["left_out"] == 0 and r["a_wins"] == int((a > b).sum())
+    assert r["mean_difference"] == pytest.approx(float(np.mean(a - b)), abs=1e-3)
+    lo, hi = r["ci95"]
+    assert 0.4 < lo < r["mean_difference"] < hi < 0.6  # pairing cancels the 5 dB item spread
+    assert r["a"]["mean"] == pytest.approx(float(a.mean()), abs=1e-3)
+
+
+def test_unpaired_items_and_nans_are_left_out(tmp_path):
+    a = result(tmp_path / "a", "new", [1.0, 2.0, float("nan"), 4.0, 5.0])
+    b = result(tmp_path / "b", "old", [0.0, 1.0, 1.0])
+    r = paired_difference(a, b)
+    assert r["n"] == 2 and r["left_out"] == 3 and r["mean_difference"] == pytest.approx(1.0)
+
+
+def test_different_sets_and_bad_folders_are_refused(tmp_path, capsys):
+    a = result(tmp_path / "a", "new", [1.0, 2.0])
+    b = result(tmp_path / "b", "old", [1.0, 2.0], fingerprint="other")
+    with pytest.raises(CodecSepError, match="eval_set_fingerprint"):
+        paired_difference(a, b)
+    assert cli.main(["compare", str(a), str(tmp_path / "nothing")]) == 2
+    assert "not a `codecsep eval` result folder" in capsys.readouterr().err
+    with pytest.raises(CodecSepError, match="no column"):
+        paired_difference(a, a, metric="pesq")
+
+
+def test_cli_prints_the_difference(tmp_path, capsys):
+    a = result(tmp_path / "a", "new", [2.0, 3.0, 4.0])
+    b = result(tmp_path / "b", "old", [1.0, 2.0, 3.0])
+    assert cli.main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "A - B = +1.00" in out and "3 items" in out
+    assert cli.main(["compare", str(a), str(b), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_difference"] == pytest.approx(1.0)
