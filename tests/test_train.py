@@ -1,5 +1,6 @@
 import numpy as np
 import soundfile as sf
+import pytest
 import torch
 
 from codecsep.codecs.mica import MicaCodec, MicaConfig
@@ -156,3 +157,21 @@ def test_a_resumed_stream_is_not_a_replay_of_the_first_batches(tmp_path):
     assert torch.equal(first(0), first(0))  # a fresh run is reproducible
     assert torch.equal(first(500), first(500))  # and so is a resume at a given step
     assert not torch.equal(first(0), first(500))
+
+
+def test_varied_crop_lengths_stay_in_range_and_fixed_runs_keep_their_stream(tmp_path):
+    from codecsep.data.manifest import read_manifest
+    from codecsep.errors import CodecSepError
+    from codecsep.train.separator import PromptTable, separator_batches
+
+    bank = ClipBank(read_manifest(synthetic_manifest(tmp_path), split="train"), 16000)
+    prompts = PromptTable({c.label: c.captions for c in bank.clips}, get_text_encoder("hash", dim=8))
+    varied = separator_batches(bank, prompts, SeparatorRecipe(batch_size=2, seconds=0.5,
+                                                              seconds_min=0.1), 16000, 0)
+    lengths = {next(varied)[0].shape[-1] for _ in range(8)}
+    assert len(lengths) > 1 and all(1600 <= n <= 8000 for n in lengths)
+    fixed = separator_batches(bank, prompts, SeparatorRecipe(batch_size=2, seconds=0.5), 16000, 0)
+    assert {next(fixed)[0].shape[-1] for _ in range(3)} == {8000}
+    with pytest.raises(CodecSepError, match="seconds_min"):
+        next(separator_batches(bank, prompts, SeparatorRecipe(seconds=0.5, seconds_min=1.0),
+                               16000, 0))

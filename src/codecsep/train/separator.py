@@ -23,6 +23,7 @@ from ..data.augment import augment, change_speed
 from ..data.bank import ClipBank
 from ..data.manifest import read_manifest
 from ..data.mixtures import loudness_db
+from ..errors import CodecSepError
 from ..losses import neg_si_sdr
 from ..separators.masker import MaskerConfig
 from ..separators.separator import Separator, SeparatorConfig
@@ -36,6 +37,9 @@ TEMPLATES = ("{}", "{}", "{}", "the sound of {}", "{} sounds", "a recording of {
 class SeparatorRecipe:
     batch_size: int = 16
     seconds: float = 2.0
+    # > 0: each batch's crop length is drawn uniformly from [seconds_min, seconds] (short contexts,
+    # as streaming windows and short inputs present them); 0: every crop is `seconds` long
+    seconds_min: float = 0.0
     p_three: float = 0.35  # share of three-source mixtures
     loudness_db: float = 10.0
     p_augment: float = 0.3
@@ -45,8 +49,8 @@ class SeparatorRecipe:
     init_from: str = ""  # a separator checkpoint to continue from when the run dir is new
     w_residual: float = 1.0
     codec_sisdr: bool = False  # reference = decode(encode(clean)) (Codecformer's option)
-    sisdr_floor: float = -30.0
-    bf16: bool = True  # bfloat16 autocast for the masker  # clamp of the per-item loss, so near-silent items can't dominate
+    sisdr_floor: float = -30.0  # clamp of the per-item loss, so near-silent items can't dominate
+    bf16: bool = True  # bfloat16 autocast for the masker
     seed: int = 0
 
 
@@ -93,6 +97,14 @@ def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.r
     return sources.sum(0), sources, [bank.labels[i] for i in picks]
 
 
+def batch_length(recipe: SeparatorRecipe, sample_rate: int, rng: np.random.Generator) -> int:
+    """Samples per item of the next batch (draws from `rng` only when lengths vary, so fixed-
+    length runs keep their mixture stream)."""
+    if recipe.seconds_min <= 0:
+        return int(recipe.seconds * sample_rate)
+    return int(rng.uniform(recipe.seconds_min, recipe.seconds) * sample_rate)
+
+
 def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRecipe,
                       sample_rate: int, seed: int, start_step=None):
     """Batches of (mixture (B,1,T), target (B,1,T), prompt embedding (B,E)).
@@ -104,8 +116,11 @@ def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRec
     warm-started run a stream of its own instead of a replay of the first steps' mixtures."""
     step = start_step() if start_step is not None else 0
     rng = np.random.default_rng([seed, step] if step else seed)
-    length = int(recipe.seconds * sample_rate)
+    if not 0 <= recipe.seconds_min <= recipe.seconds:
+        raise CodecSepError(f"seconds_min must be in [0, seconds={recipe.seconds:g}], "
+                            f"got {recipe.seconds_min:g}")
     while True:
+        length = batch_length(recipe, sample_rate, rng)
         mixes, targets, conds = [], [], []
         while len(mixes) < recipe.batch_size:
             mix, sources, labels = draw_mixture(bank, recipe, length, rng)
