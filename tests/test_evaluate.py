@@ -1,7 +1,9 @@
 """`codecsep eval` on a tiny synthetic corpus: floors, ceilings, resume, removal, prompt modes."""
 
 import csv
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +289,22 @@ def test_results_written_before_semantic_existed_still_resume(corpus, tmp_path):
     run.pop("semantic")
     (tmp_path / "run.json").write_text(json.dumps(run))
     evaluate(cfg, tmp_path, n_examples=0)  # resumes: a missing setting means its default
+
+
+def test_train_split_sets_are_separate_diagnostics(corpus, tmp_path):
+    from codecsep.data.manifest import read_manifest
+    from codecsep.evaluate import default_out_dir
+
+    root = Path(corpus["manifest"]).parent
+    clips = [dataclasses.replace(c, path=str(Path(c.path).relative_to(root)), split="train")
+             for c in read_manifest(corpus["manifest"])]
+    train_manifest = write_manifest(clips, root / "manifest-train.jsonl")
+    cfg = EvalConfig(model="mixture", protocol="two_source", n=2, set_size=2, split="train",
+                     eval_dir=str(tmp_path / "eval"), manifest=str(train_manifest))
+    s = evaluate(cfg, tmp_path / "out", n_examples=0)
+    assert s["split"] == "train" and Path(s["eval_set"]).name == "two_source-train-0"
+    assert "--split train" in s["command"] and "-train-" in str(default_out_dir(cfg))
+    with pytest.raises(CodecSepError, match="cannot draw"):  # the fixture has no valid split
+        ensure_eval_set("two_source", 2, tmp_path / "eval", corpus["manifest"], split="valid")
+    with pytest.raises(CodecSepError, match="unknown split"):
+        ensure_eval_set("two_source", 2, tmp_path / "eval", corpus["manifest"], split="dev")

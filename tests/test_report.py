@@ -31,7 +31,8 @@ def results(tmp_path):
     for i, s in enumerate([summary("mixture", "two_source", 0.0), trained,
                            summary("codecsep", "two_source", 7.25, visqol=3.1),
                            summary("oracle-mdct-irm", "three_source", 16.5),
-                           summary("codecsep", "two_source", 6.0, task="remove")]):
+                           summary("codecsep", "two_source", 6.0, task="remove"),
+                           {**summary("codecsep", "two_source", 42.0), "split": "train"}]):
         d = root / f"run{i}"
         d.mkdir(parents=True)
         (d / "summary.json").write_text(json.dumps(s))

@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .data.manifest import SPLITS
 from .errors import CodecSepError
 from .metrics import sdr, sdr_improvement, si_sdr, si_sdr_improvement
 
@@ -198,26 +199,30 @@ def model_fingerprint(model) -> str | None:
 
 
 # =============================================================================== eval sets
-def eval_set_dir(eval_root, protocol: str, seed: int = EVAL_SEED) -> Path:
-    return Path(eval_root) / f"{protocol}-{seed}"
+def eval_set_dir(eval_root, protocol: str, seed: int = EVAL_SEED, split: str = "test") -> Path:
+    return Path(eval_root) / (f"{protocol}-{seed}" if split == "test" else f"{protocol}-{split}-{seed}")
 
 
 def ensure_eval_set(protocol: str, n: int, eval_root, manifest, seed: int = EVAL_SEED,
-                    set_size: int = DEFAULT_N):
-    """The fixed set for (protocol, seed), written from the manifest's test split if absent
-    (with max(n, set_size) mixtures, so a quick run with a small n does not fix a small set)."""
+                    set_size: int = DEFAULT_N, split: str = "test"):
+    """The fixed set for (protocol, seed, split), written from that split of the manifest if
+    absent (with max(n, set_size) mixtures, so a quick run with a small n does not fix a small
+    set). Results are judged on "test"; "train" / "valid" sets of the same protocol measure how
+    much of the gap to the training curve comes from unseen sources."""
     from .data.manifest import read_manifest
     from .data.mixtures import make_protocol, read_eval_set, write_eval_set
 
     if protocol not in PROTOCOL_TARGETS:
         raise CodecSepError(f"unknown protocol {protocol!r}: use {', '.join(PROTOCOL_TARGETS)}")
-    path = eval_set_dir(eval_root, protocol, seed)
+    if split not in SPLITS:
+        raise CodecSepError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    path = eval_set_dir(eval_root, protocol, seed, split)
     if not (path / "metadata.csv").is_file():
         if not Path(manifest).is_file():
             raise CodecSepError(f"no evaluation set at {path} and no manifest at {manifest} "
                                 "to write one from (pass --manifest)")
         try:
-            proto = make_protocol(protocol, read_manifest(manifest, split="test"),
+            proto = make_protocol(protocol, read_manifest(manifest, split=split),
                                   EVAL_MIX_CONFIGS.get(protocol))
         except ValueError as e:
             raise CodecSepError(f"{manifest}: cannot draw {protocol} mixtures: {e}") from e
@@ -434,6 +439,7 @@ class EvalConfig:
     eval_dir: str = "data/eval"
     manifest: str = "data/corpus/manifest.jsonl"
     set_size: int = DEFAULT_N  # mixtures written when the evaluation set does not exist yet
+    split: str = "test"  # corpus split the evaluation set is drawn from (results: test)
 
     def __post_init__(self):
         parse_model(self.model)
@@ -452,7 +458,7 @@ class EvalConfig:
         args += ["--visqol", "--visqol-items", str(self.visqol_items)] if self.visqol else []
         args += ["--semantic"] if self.semantic else []
         defaults = EvalConfig(model="mixture", protocol="two_source")
-        for flag in ("eval_dir", "manifest", "seed"):
+        for flag in ("eval_dir", "manifest", "seed", "split"):
             if getattr(self, flag) != getattr(defaults, flag):
                 args += [f"--{flag.replace('_', '-')}", str(getattr(self, flag))]
         return shlex.join(args)
@@ -460,11 +466,12 @@ class EvalConfig:
     def identity(self) -> dict:
         """What must match for a re-run to resume an existing items.csv."""
         return {k: getattr(self, k) for k in ("model", "protocol", "prompt_mode", "task", "seed",
-                                              "visqol", "visqol_items", "semantic")}
+                                              "visqol", "visqol_items", "semantic", "split")}
 
 
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
-    return Path(root) / model_slug(cfg.model) / f"{cfg.protocol}-{cfg.prompt_mode}-{cfg.task}"
+    split = "" if cfg.split == "test" else f"-{cfg.split}"
+    return Path(root) / model_slug(cfg.model) / f"{cfg.protocol}{split}-{cfg.prompt_mode}-{cfg.task}"
 
 
 def eval_set_fingerprint(eval_set) -> str:
@@ -499,7 +506,7 @@ def evaluate(cfg: EvalConfig, out_dir=None, model=None, overwrite: bool = False,
     """Run (or resume) an evaluation; returns the summary dict also written to summary.json."""
     torch.manual_seed(0)
     eval_set = ensure_eval_set(cfg.protocol, cfg.n, cfg.eval_dir, cfg.manifest, cfg.seed,
-                               cfg.set_size)
+                               cfg.set_size, cfg.split)
     model = model if model is not None else load_model(cfg.model, text_encoder)
     out = Path(out_dir) if out_dir else default_out_dir(cfg)
     prepare_out_dir(out, cfg, {"model_fingerprint": model_fingerprint(model),
@@ -555,7 +562,7 @@ def summarize(rows: list[dict], cfg: EvalConfig, eval_set, model) -> dict:
     return {"model": cfg.model, "model_slug": model_slug(cfg.model),
             "model_fingerprint": model_fingerprint(model),
             "model_step": (getattr(model, "meta", None) or {}).get("step"), "protocol": cfg.protocol,
-            "prompt_mode": cfg.prompt_mode, "task": cfg.task, "seed": cfg.seed,
+            "prompt_mode": cfg.prompt_mode, "task": cfg.task, "seed": cfg.seed, "split": cfg.split,
             "eval_set": str(eval_set.root), "n_mixtures": n_mix, "n_items": len(rows),
             "targets": PROTOCOL_TARGETS[cfg.protocol], "metrics": metrics, "visqol_items": n_vq,
             "visqol_note": note, "per_class": per_class(rows), "command": cfg.command(),
@@ -659,6 +666,9 @@ def register(subparsers) -> None:
                    help="corpus manifest whose test split feeds new sets (default %(default)s)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help="mixtures (default %(default)s)")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="evaluation set seed")
+    p.add_argument("--split", default="test", choices=SPLITS,
+                   help="corpus split of the evaluation set (default test; train / valid "
+                        "measure the generalisation gap)")
     p.add_argument("--prompt-mode", default="label", choices=PROMPT_MODES)
     p.add_argument("--task", default="extract", choices=TASKS)
     p.add_argument("--out", help="output folder (default results/eval/<model>/<protocol>-...)")
@@ -680,8 +690,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(model=args.model, protocol=args.protocol, n=args.n,
                      prompt_mode=args.prompt_mode, task=args.task, visqol=args.visqol,
                      visqol_items=args.visqol_items, semantic=args.semantic, seed=args.seed,
-                     eval_dir=args.eval_dir,
-                     manifest=args.manifest)
+                     eval_dir=args.eval_dir, manifest=args.manifest, split=args.split)
     out = Path(args.out) if args.out else default_out_dir(cfg)
     s = evaluate(cfg, out, overwrite=args.overwrite)
     m = s["metrics"]["si_sdri"]

@@ -32,7 +32,8 @@ MODEL_ORDER = ("codecsep", "resunet", "mixture", "oracle-mdct-irm", "codec-ceili
 
 
 def load_summaries(eval_root) -> list[dict]:
-    """Every summary.json under eval_root; for a repeated evaluation the newest file wins."""
+    """Every test-split summary.json under eval_root (the results are judged on the test split;
+    train / valid evaluations are diagnostics); for a repeated evaluation the newest file wins."""
     found: dict[tuple, tuple[float, dict]] = {}
     for path in sorted(Path(eval_root).rglob("summary.json")):
         try:
@@ -40,6 +41,8 @@ def load_summaries(eval_root) -> list[dict]:
             key = (s["model"], s["protocol"], s["task"], s["prompt_mode"])
         except (ValueError, KeyError) as e:
             raise CodecSepError(f"{path}: not an evaluation summary ({e})") from e
+        if s.get("split", "test") != "test":
+            continue
         mtime = path.stat().st_mtime
         if key not in found or found[key][0] < mtime:
             found[key] = (mtime, s)
