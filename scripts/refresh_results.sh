@@ -3,7 +3,7 @@
 #
 #   bash scripts/refresh_results.sh                 # shipped models only
 #   RESUNET=runs/resunet/checkpoint SINGLE=runs/sep_9750 HIER=runs/hier/checkpoint \
-#   CODECFORMER=runs/codecformer/checkpoint CODESEP=runs/codesep/checkpoint \
+#   CODECFORMER=src/codecsep/assets/codecformer-default CODESEP=checkpoints/codesep-mdct \
 #   CURVES="codecsep=runs/sep resunet=runs/resunet" bash scripts/refresh_results.sh
 #
 # Needs the corpus (data/corpus, `codecsep corpus build`); evaluation sets are written on first
@@ -22,7 +22,7 @@ lane_shipped() {
   $CS eval --model codecsep --protocol two_source --task remove $OW
   $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
     --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW
-  $CS bench deploy $OW
+  $CS bench deploy --n 100 $OW
 }
 
 lane_peers() {
