@@ -48,9 +48,10 @@ def main():
     torch.nn.init.constant_(head.bias, -3.0)
 
     def decode_parts(latent, n):
-        """MDCT latent -> (conditional mean, features) of the compressed coefficients at n codebooks."""
+        """MDCT latent -> (conditional mean of the compressed coefficients, synthesis features)
+        at n codebooks."""
         h = codec.analysis(compress(latent, p))
-        f = syn.norm(syn.blocks(syn.inp(codec.quantizer(h, n)["latent"])))
+        f = syn.features(codec.quantizer(h, n)["latent"])
         return syn.out(f), f
 
     bank = ClipBank(read_manifest(args.manifest, split="train"), codec.sample_rate)
@@ -83,8 +84,8 @@ def main():
                     y = codec.decode(decompress(c, p), x.shape[-1])[0, 0]
                     scores[g]["visqol"].append(_visqol(y, wav, codec.sample_rate))
                     scores[g]["si_sdr"].append(float(si_sdr(y, wav)))
-            result["scores"][cat] = {str(g): {k: round(float(np.nanmean(v)), 3) for k, v in s.items()}
-                                     for g, s in scores.items()}
+            result["scores"][cat] = {str(g): {k: round(float(np.nanmean(v)), 3)
+                                              for k, v in s.items()} for g, s in scores.items()}
             print(cat, result["scores"][cat], flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

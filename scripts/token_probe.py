@@ -21,10 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from codecsep.codecs import load_mica
-from codecsep.codecs.mica import compress
 from codecsep.data.bank import ClipBank
 from codecsep.nn.transformer import Transformer
-from codecsep.separators.codesep import LogMel, mel_downsampler
+from codecsep.separators.codesep import LogMel, mdct_features, mel_downsampler
 from codecsep.train.speech import speech_clips
 
 DIM, BATCH, SECONDS = 192, 8, 2.0
@@ -36,11 +35,7 @@ def front_end(kind: str, codec):
         mel, down = LogMel(codec.sample_rate, 512, 80, 80), mel_downsampler(80, DIM, 2)
         return down, lambda w: down(mel(w[:, 0]))
     conv = nn.Conv1d(codec.latent_dim, DIM, 1)
-
-    def mdct(w):
-        x = compress(codec.encode(w), 0.5)
-        return conv(x / x.pow(2).mean((1, 2), keepdim=True).sqrt().clamp_min(1e-5))
-    return conv, mdct
+    return conv, lambda w: conv(mdct_features(codec, w, 0.5))
 
 
 def probe(kind: str, codec, bank, steps: int, seed: int) -> dict:
@@ -48,7 +43,8 @@ def probe(kind: str, codec, bank, steps: int, seed: int) -> dict:
     layers, features = front_end(kind, codec)
     body, head = Transformer(DIM, 2, 4, 512, 0.0, True), nn.Linear(DIM, codec.codebook_size)
     params = [*layers.parameters(), *body.parameters(), *head.parameters()]
-    opt, rng, hist, t0 = torch.optim.AdamW(params, 1e-3), np.random.default_rng(seed), [], time.time()
+    opt, rng = torch.optim.AdamW(params, 1e-3), np.random.default_rng(seed)
+    hist, t0 = [], time.time()
     for step in range(steps):
         wav = bank.random_batch(BATCH, int(SECONDS * codec.sample_rate), rng)
         with torch.no_grad():

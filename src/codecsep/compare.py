@@ -56,19 +56,17 @@ def paired_difference(a: Path, b: Path, metric: str = "si_sdri") -> dict:
             raise CodecSepError(f"{a} and {b} differ in {k} ({info_a.get(k)} vs {info_b.get(k)}): "
                                 "their items cannot be paired")
     sa, sb = _scores(a, metric), _scores(b, metric)
-    keys = sorted(set(sa) & set(sb))
-    diff = np.array([sa[k] - sb[k] for k in keys])
-    finite = diff[np.isfinite(diff)]
-    if len(finite) < 2:
+    pairs = np.array([(sa[k], sb[k]) for k in sorted(set(sa) & set(sb))]).reshape(-1, 2)
+    pairs = pairs[np.isfinite(pairs).all(1)]
+    if len(pairs) < 2:
         raise CodecSepError(f"{a} and {b} share fewer than 2 items scored with {metric}")
-    lo, hi = bootstrap_ci(finite)
-    def side(info, scores):
-        return {"model": info.get("model"), "mean": float(np.nanmean([scores[k] for k in keys]))}
-
-    return {"metric": metric, "a": side(info_a, sa), "b": side(info_b, sb),
-            "mean_difference": float(finite.mean()), "ci95": [lo, hi], "n": int(len(finite)),
-            "a_wins": int((finite > 0).sum()),
-            "left_out": len(set(sa) ^ set(sb)) + len(diff) - len(finite)}
+    diff = pairs[:, 0] - pairs[:, 1]
+    lo, hi = bootstrap_ci(diff)
+    return {"metric": metric,
+            "a": {"model": info_a.get("model"), "mean": float(pairs[:, 0].mean())},
+            "b": {"model": info_b.get("model"), "mean": float(pairs[:, 1].mean())},
+            "mean_difference": float(diff.mean()), "ci95": [lo, hi], "n": len(diff),
+            "a_wins": int((diff > 0).sum()), "left_out": len(set(sa) | set(sb)) - len(diff)}
 
 
 def register(subparsers) -> None:

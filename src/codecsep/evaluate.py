@@ -200,7 +200,8 @@ def model_fingerprint(model) -> str | None:
 
 # =============================================================================== eval sets
 def eval_set_dir(eval_root, protocol: str, seed: int = EVAL_SEED, split: str = "test") -> Path:
-    return Path(eval_root) / (f"{protocol}-{seed}" if split == "test" else f"{protocol}-{split}-{seed}")
+    name = f"{protocol}-{seed}" if split == "test" else f"{protocol}-{split}-{seed}"
+    return Path(eval_root) / name
 
 
 def ensure_eval_set(protocol: str, n: int, eval_root, manifest, seed: int = EVAL_SEED,

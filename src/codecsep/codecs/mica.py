@@ -56,8 +56,12 @@ class FrameNet(nn.Module):
         self.norm = nn.GroupNorm(1, channels)
         self.out = nn.Conv1d(channels, c_out, 1)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, F) -> (B, channels, F): everything but the output projection."""
+        return self.norm(self.blocks(self.inp(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.norm(self.blocks(self.inp(x))))
+        return self.out(self.features(x))
 
 
 class MicaCodec(Codec):

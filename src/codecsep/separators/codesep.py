@@ -100,6 +100,13 @@ class LogMel(nn.Module):
         return torch.log(self.fbank @ spec.abs().pow(2) + 1e-6)
 
 
+def mdct_features(codec, wav: torch.Tensor, power: float) -> torch.Tensor:
+    """wav (B, 1, T) -> (B, D, F): the codec's power-compressed MDCT latent, scaled to unit RMS
+    per item (the mixture's level carries no information about its tokens' identity)."""
+    x = compress(codec.encode(wav), power)
+    return x / x.pow(2).mean((1, 2), keepdim=True).sqrt().clamp_min(1e-5)
+
+
 # ------------------------------------------------------------------------------------ BTD
 class AntiConsistencyBias(nn.Module):
     """The ACBG: per-source biases (B, 2, dim) with delta_2 = -delta_1 (anti-consistent: the two
@@ -309,12 +316,10 @@ class CodeSep(FrozenCodec, Checkpointed, nn.Module):
         return mel_downsampler(c.n_mels, c.dim, int(math.log2(ratio)))
 
     def input_features(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T) -> (B, C, F'): log-mel, or the power-compressed MDCT scaled to unit RMS per
-        item (the mixture's level carries no information about its tokens' identity)."""
+        """wav (B, T) -> (B, C, F'): log-mel, or `mdct_features`."""
         if self.config.features == "mel":
             return self.mel(wav)
-        x = compress(self.codec.encode(wav[:, None]), self.config.mdct_power)
-        return x / x.pow(2).mean((1, 2), keepdim=True).sqrt().clamp_min(1e-5)
+        return mdct_features(self.codec, wav[:, None], self.config.mdct_power)
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, T) -> (B, dim, F) at the codec frame rate, F = codec.n_frames(T)."""

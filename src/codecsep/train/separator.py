@@ -53,6 +53,11 @@ class SeparatorRecipe:
     bf16: bool = True  # bfloat16 autocast for the masker
     seed: int = 0
 
+    def __post_init__(self):
+        if not 0 <= self.seconds_min <= self.seconds:
+            raise CodecSepError(f"seconds_min must be in [0, seconds={self.seconds:g}], "
+                                f"got {self.seconds_min:g}")
+
 
 def active_rms(x: np.ndarray, gate_db: float = -50.0) -> float:
     """Linear RMS over the active frames (the mixtures module's gated loudness); 0 if silent."""
@@ -116,9 +121,6 @@ def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRec
     warm-started run a stream of its own instead of a replay of the first steps' mixtures."""
     step = start_step() if start_step is not None else 0
     rng = np.random.default_rng([seed, step] if step else seed)
-    if not 0 <= recipe.seconds_min <= recipe.seconds:
-        raise CodecSepError(f"seconds_min must be in [0, seconds={recipe.seconds:g}], "
-                            f"got {recipe.seconds_min:g}")
     while True:
         length = batch_length(recipe, sample_rate, rng)
         mixes, targets, conds = [], [], []
