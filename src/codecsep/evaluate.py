@@ -194,8 +194,11 @@ def model_slug(spec: str) -> str:
 
 
 def model_fingerprint(model) -> str | None:
-    """Content hash of a checkpoint-backed model's weights (None for oracles and floors)."""
-    return (getattr(model, "meta", None) or {}).get("sha256")
+    """Content hash of a checkpoint-backed model's weights (None for oracles and floors), plus
+    whatever else changes its output (prompt anchoring), so results of one never resume another."""
+    sha = (getattr(model, "meta", None) or {}).get("sha256")
+    tag = model.inference_tag() if sha and hasattr(model, "inference_tag") else ""
+    return f"{sha}+{tag}" if tag else sha
 
 
 # =============================================================================== eval sets
@@ -440,6 +443,7 @@ class EvalConfig:
     eval_dir: str = "data/eval"
     manifest: str = "data/corpus/manifest.jsonl"
     set_size: int = DEFAULT_N  # mixtures written when the evaluation set does not exist yet
+    anchor_weight: float | None = None  # overrides the checkpoint's prompt-anchoring weight
     split: str = "test"  # corpus split the evaluation set is drawn from (results: test)
 
     def __post_init__(self):
@@ -459,15 +463,16 @@ class EvalConfig:
         args += ["--visqol", "--visqol-items", str(self.visqol_items)] if self.visqol else []
         args += ["--semantic"] if self.semantic else []
         defaults = EvalConfig(model="mixture", protocol="two_source")
-        for flag in ("eval_dir", "manifest", "seed", "split"):
+        for flag in ("eval_dir", "manifest", "seed", "split", "anchor_weight"):
             if getattr(self, flag) != getattr(defaults, flag):
                 args += [f"--{flag.replace('_', '-')}", str(getattr(self, flag))]
         return shlex.join(args)
 
     def identity(self) -> dict:
         """What must match for a re-run to resume an existing items.csv."""
-        return {k: getattr(self, k) for k in ("model", "protocol", "prompt_mode", "task", "seed",
-                                              "visqol", "visqol_items", "semantic", "split")}
+        keys = ("model", "protocol", "prompt_mode", "task", "seed", "visqol", "visqol_items",
+                "semantic", "split") + (("anchor_weight",) if self.anchor_weight is not None else ())
+        return {k: getattr(self, k) for k in keys}
 
 
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
@@ -509,6 +514,10 @@ def evaluate(cfg: EvalConfig, out_dir=None, model=None, overwrite: bool = False,
     eval_set = ensure_eval_set(cfg.protocol, cfg.n, cfg.eval_dir, cfg.manifest, cfg.seed,
                                cfg.set_size, cfg.split)
     model = model if model is not None else load_model(cfg.model, text_encoder)
+    if cfg.anchor_weight is not None:
+        if not hasattr(model, "anchor_weight"):
+            raise CodecSepError(f"{cfg.model}: --anchor-weight needs a text-queried separator")
+        model.anchor_weight = cfg.anchor_weight
     out = Path(out_dir) if out_dir else default_out_dir(cfg)
     prepare_out_dir(out, cfg, {"model_fingerprint": model_fingerprint(model),
                                "eval_set_fingerprint": eval_set_fingerprint(eval_set)}, overwrite)
@@ -679,6 +688,8 @@ def register(subparsers) -> None:
     p.add_argument("--semantic", action=argparse.BooleanOptionalAction, default=False,
                    help="also score every estimate with the aligned audio encoder against its "
                         "prompt (cosine; in removal, the residual against the removed prompt)")
+    p.add_argument("--anchor-weight", type=float, metavar="W",
+                   help="prompt anchoring weight in [0, 1] instead of the checkpoint's (0: off)")
     p.add_argument("--overwrite", action="store_true", help="discard previous results in --out")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: items are small, and on a busy machine more "
@@ -691,7 +702,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(model=args.model, protocol=args.protocol, n=args.n,
                      prompt_mode=args.prompt_mode, task=args.task, visqol=args.visqol,
                      visqol_items=args.visqol_items, semantic=args.semantic, seed=args.seed,
-                     eval_dir=args.eval_dir, manifest=args.manifest, split=args.split)
+                     eval_dir=args.eval_dir, manifest=args.manifest, split=args.split,
+                     anchor_weight=args.anchor_weight)
     out = Path(args.out) if args.out else default_out_dir(cfg)
     s = evaluate(cfg, out, overwrite=args.overwrite)
     m = s["metrics"]["si_sdri"]

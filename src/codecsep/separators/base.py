@@ -54,6 +54,8 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         super().__init__()
         self.config = config
         self._text = text_encoder
+        self.anchor_weight: float | None = None  # overrides config.anchors.weight when set
+        self._anchor_emb: torch.Tensor | None = None
 
     @property
     def text_dim(self) -> int:
@@ -68,9 +70,34 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
             self._text = get_text_encoder(self.config.text_encoder)
         return self._text
 
+    @property
+    def anchors(self):
+        """The prompt anchoring in force (`text.anchors.PromptAnchors`; inactive if the config
+        has none), with `anchor_weight` applied when it is set."""
+        from dataclasses import replace
+
+        from ..text.anchors import PromptAnchors
+
+        anchors = getattr(self.config, "anchors", None) or PromptAnchors()
+        return anchors if self.anchor_weight is None else replace(anchors, weight=self.anchor_weight)
+
+    def inference_tag(self) -> str:
+        """What besides the weights changes the output ('' when nothing does)."""
+        a = self.anchors
+        return f"anchors:w{a.weight:g}:t{a.temperature:g}:n{len(a.texts)}" if a.active else ""
+
     def embed(self, prompts) -> torch.Tensor:
-        """(P, E) text embeddings of the prompts."""
-        return self.text_encoder.embed(check_prompts(prompts)).float()
+        """(P, E) text embeddings of the prompts, anchored to the training captions if the
+        checkpoint says so (`text.anchors`)."""
+        from ..text.anchors import anchor_embeddings
+
+        emb = self.text_encoder.embed(check_prompts(prompts)).float()
+        a = self.anchors
+        if not a.active:
+            return emb
+        if self._anchor_emb is None:
+            self._anchor_emb = self.text_encoder.embed(list(a.texts)).float()
+        return anchor_embeddings(emb, self._anchor_emb, a.weight, a.temperature)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """One window (C, w) and cond (P, E) -> (2, P, C, w): target, then residual."""

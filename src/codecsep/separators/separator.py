@@ -20,6 +20,7 @@ from ..codecs import ASSETS, load_codec
 from ..errors import CodecSepError
 from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts
 from .chunking import overlap_add
+from ..text.anchors import PromptAnchors
 from .masker import Masker, MaskerConfig
 
 __all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_prompts"]
@@ -34,6 +35,7 @@ class SeparatorConfig:
     masker: MaskerConfig = field(default_factory=MaskerConfig)
     window_seconds: float = 10.0
     overlap_seconds: float = 1.0
+    anchors: PromptAnchors = field(default_factory=PromptAnchors)  # prompt anchoring (off)
 
     @classmethod
     def from_dict(cls, d: dict) -> SeparatorConfig:

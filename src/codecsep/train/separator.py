@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import shlex
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..errors import CodecSepError
 from ..losses import neg_si_sdr
 from ..separators.masker import MaskerConfig
 from ..separators.separator import Separator, SeparatorConfig
+from ..text.anchors import training_anchors
 from .loop import LoopConfig, Trainer, export_meta
 
 TEMPLATES = ("{}", "{}", "{}", "the sound of {}", "{} sounds", "a recording of {}",
@@ -167,6 +168,8 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
     bank = ClipBank(read_manifest(manifest, split="train"), codec.sample_rate)
     captions = {c.label: c.captions for c in bank.clips}
     prompts = PromptTable(captions, encoder)
+    if not config.anchors.texts:  # the checkpoint carries the captions it was trained on
+        config = replace(config, anchors=training_anchors(bank.clips))
     print(f"separator training on {len(bank)} clips, {len(bank.labels)} classes, "
           f"{len(prompts.index)} prompts", file=sys.stderr)
     sep = Separator(config, codec=codec, text_encoder=encoder)

@@ -7,7 +7,10 @@ of one instrument go into one MIDI file separated by silent gaps, so a bank is l
 instrument; the render is then cut back into pieces at the known times.
 
 Banks are independent recordings: FluidR3_GM (train), freepats through timidity (valid; held-out
-FluidR3 melodies for the five programs freepats lacks) and TimGM6mb (test). Programs a bank does not
+FluidR3 melodies for the five programs freepats lacks) and TimGM6mb (test). MuseScore General adds
+training timbres only for the instruments whose samples are its own: most of its programs copy
+FluidR3 (`scripts/bank_overlap.py` measures this; csound's sf_GMbank copies TimGM6mb, the test
+bank, and is never used). Programs a bank does not
 have are never rendered (fluidsynth would substitute a piano). One rendered piece = one source
 recording (`source_id` = bank:label:piece).
 """
@@ -250,11 +253,19 @@ PLAN = (
     ("freepats", "valid", tuple(range(1000, 1006))),
     ("fluidr3", "valid", tuple(range(1000, 1006))),
     ("timgm6mb", "test", tuple(range(2000, 2012))),
+    ("musescore", "train", tuple(range(3000, 3042))),
 )
+# Banks that only render some instruments. MuseScore General Lite: the programs whose single-note
+# render correlates < 0.9 with FluidR3's and < 0.8 with TimGM6mb's (results/corpus/bank_overlap.json).
+BANK_LABELS = {
+    "musescore": ("piano", "violin", "cello", "oboe", "clarinet", "sitar", "timpani", "flute"),
+}
 BANK_PACKAGES = {
     "fluidr3": ("fluid-soundfont-gm", "usr/share/sounds/sf2/FluidR3_GM.sf2", "MIT"),
     "timgm6mb": ("timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2", "GPL-2"),
     "freepats": ("freepats", "etc/timidity/freepats.cfg", "GPL-2+ (freepats)"),
+    "musescore": ("musescore-general-soundfont-small",
+                  "usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "MIT"),
 }
 
 
@@ -353,7 +364,7 @@ def collect(cache: Path, workers: int = 2, limit: int | None = None) -> list:
         bank = _bank(bank_name, cache)
         pieces = pieces[:limit] if limit else pieces
         for label in INSTRUMENTS:
-            if not _covered(bank, label):
+            if not _covered(bank, label) or label not in BANK_LABELS.get(bank_name, (label,)):
                 continue
             if split == "valid" and label in covered_valid:
                 continue  # valid already comes from an independent bank

