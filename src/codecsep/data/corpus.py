@@ -314,7 +314,7 @@ def build(out: str | os.PathLike, workers: int = 2, only: str | None = None,
           limit: int | None = None) -> dict:
     """Build (or update) the corpus in `out`; returns the statistics."""
     t0 = time.time()
-    out = Path(out)
+    out = Path(out).resolve()  # recording keys hash source paths: `data/corpus` == its absolute form
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers, 2))  # the machine is shared: never more than 2 processes

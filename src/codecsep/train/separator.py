@@ -27,7 +27,7 @@ from ..errors import CodecSepError
 from ..losses import neg_si_sdr
 from ..separators.masker import MaskerConfig
 from ..separators.separator import Separator, SeparatorConfig
-from ..text.anchors import training_anchors
+from ..text.anchors import TRAINED_WEIGHT, training_anchors
 from .loop import LoopConfig, Trainer, export_meta
 
 TEMPLATES = ("{}", "{}", "{}", "the sound of {}", "{} sounds", "a recording of {}",
@@ -45,6 +45,7 @@ class SeparatorRecipe:
     loudness_db: float = 10.0
     p_augment: float = 0.3
     speed_range: float = 0.08  # +-8 % speed change
+    p_band_limit: float = 0.0  # share of sources band-limited (data.augment.band_limit)
     embed_noise: float = 0.01  # std of noise on the prompt embedding
     targets_per_mixture: int = 2  # items per mixture, each with another source as the target
     init_from: str = ""  # a separator checkpoint to continue from when the run dir is new
@@ -93,7 +94,8 @@ def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.r
         idx = bank.by_label[bank.labels[li]]
         factor = 1 + rng.uniform(-recipe.speed_range, recipe.speed_range)
         seg = bank.crop(idx[rng.integers(len(idx))], int(length * factor) + 1, rng)
-        seg = augment(change_speed(seg, factor)[:length], rng, recipe.p_augment)
+        seg = augment(change_speed(seg, factor)[:length], rng, recipe.p_augment,
+                      recipe.p_band_limit)
         seg = np.pad(seg, (0, length - len(seg)))
         gain_db = 0.0 if j == 0 else rng.uniform(-recipe.loudness_db, recipe.loudness_db)
         sources.append(seg / (active_rms(seg) + 1e-8) * 10 ** (gain_db / 20))
@@ -169,7 +171,9 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
     captions = {c.label: c.captions for c in bank.clips}
     prompts = PromptTable(captions, encoder)
     if not config.anchors.texts:  # the checkpoint carries the captions it was trained on
-        config = replace(config, anchors=training_anchors(bank.clips))
+        a = config.anchors
+        config = replace(config, anchors=training_anchors(
+            bank.clips, a.weight or TRAINED_WEIGHT, a.temperature))
     print(f"separator training on {len(bank)} clips, {len(bank.labels)} classes, "
           f"{len(prompts.index)} prompts", file=sys.stderr)
     sep = Separator(config, codec=codec, text_encoder=encoder)
