@@ -143,3 +143,16 @@ def test_with_minilm_anchoring_brings_heldout_paraphrases_closer_to_their_own_la
 
     anchored = anchor_embeddings(emb, anchors, 0.5, 0.02)
     assert own_label_margin(anchored) > own_label_margin(emb)
+
+
+def test_an_eval_with_an_anchor_override_is_its_own_model_in_results():
+    from codecsep.evaluate import EvalConfig, default_out_dir
+    from codecsep.report import _model_rank
+
+    plain = EvalConfig(model="codecsep", protocol="two_source")
+    off = EvalConfig(model="codecsep", protocol="two_source", anchor_weight=0.0)
+    assert default_out_dir(off) != default_out_dir(plain)
+    assert off.model_label == "codecsep --anchor-weight 0" and plain.model_label == "codecsep"
+    assert "--anchor-weight 0" in off.command() and "anchor_weight" in off.identity()
+    assert "anchor_weight" not in plain.identity()  # older run.json files still resume
+    assert _model_rank(off.model_label)[0] == _model_rank("codecsep")[0]

@@ -468,6 +468,12 @@ class EvalConfig:
                 args += [f"--{flag.replace('_', '-')}", str(getattr(self, flag))]
         return shlex.join(args)
 
+    @property
+    def model_label(self) -> str:
+        """The model as results tables name it (the anchoring override is part of it)."""
+        w = self.anchor_weight
+        return self.model if w is None else f"{self.model} --anchor-weight {w:g}"
+
     def identity(self) -> dict:
         """What must match for a re-run to resume an existing items.csv."""
         keys = ("model", "protocol", "prompt_mode", "task", "seed", "visqol", "visqol_items",
@@ -477,7 +483,9 @@ class EvalConfig:
 
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
     split = "" if cfg.split == "test" else f"-{cfg.split}"
-    return Path(root) / model_slug(cfg.model) / f"{cfg.protocol}{split}-{cfg.prompt_mode}-{cfg.task}"
+    anchor = "" if cfg.anchor_weight is None else f"-anchor{cfg.anchor_weight:g}"
+    return (Path(root) / f"{model_slug(cfg.model)}{anchor}"
+            / f"{cfg.protocol}{split}-{cfg.prompt_mode}-{cfg.task}")
 
 
 def eval_set_fingerprint(eval_set) -> str:
@@ -569,7 +577,7 @@ def summarize(rows: list[dict], cfg: EvalConfig, eval_set, model) -> dict:
         metrics.pop("visqol")
     if not cfg.semantic:
         metrics.pop("semantic")
-    return {"model": cfg.model, "model_slug": model_slug(cfg.model),
+    return {"model": cfg.model_label, "model_slug": model_slug(cfg.model),
             "model_fingerprint": model_fingerprint(model),
             "model_step": (getattr(model, "meta", None) or {}).get("step"), "protocol": cfg.protocol,
             "prompt_mode": cfg.prompt_mode, "task": cfg.task, "seed": cfg.seed, "split": cfg.split,

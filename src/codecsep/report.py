@@ -50,7 +50,7 @@ def load_summaries(eval_root) -> list[dict]:
 
 
 def _model_rank(model: str) -> tuple[int, str]:
-    kind = model.partition(":")[0]
+    kind = model.split()[0].partition(":")[0]  # "codecsep --anchor-weight 0" ranks as codecsep
     return (MODEL_ORDER.index(kind) if kind in MODEL_ORDER else len(MODEL_ORDER), model)
 
 
