@@ -30,6 +30,7 @@ BANKS = {  # name -> (package, path inside it)
     "musescore": ("musescore-general-soundfont-small",
                   "usr/share/sounds/sf3/MuseScore_General_Lite.sf3"),
     "csound": ("csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2"),
+    "opl3": ("opl3-soundfont", "usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
 }
 
 

@@ -18,6 +18,7 @@ lane_shipped() {
   done
   for p in two_source three_source; do
     $CS eval --model codecsep --protocol $p --prompt-mode heldout $OW
+    $CS eval --model codecsep --protocol $p --prompt-mode heldout --anchor-weight 0 $OW  # anchoring off
   done
   $CS eval --model codecsep --protocol two_source --task remove $OW
   $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \

@@ -1,4 +1,5 @@
-"""Cheap training augmentations on 1-D float32 numpy clips: speed, EQ tilt, reverb, band limits.
+"""Cheap training augmentations on 1-D float32 numpy clips: speed, EQ tilt, reverb, band limits,
+random peaking EQ.
 
 They widen what a few hundred recordings per class look like (other microphones, rooms and
 players), which matters more than anything else for recordings from other sound banks.
@@ -44,14 +45,31 @@ def band_limit(x: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000
     return sosfilt(sos, x).astype(np.float32)
 
 
-def augment(x: np.ndarray, rng: np.random.Generator, p: float = 0.3,
-            p_band: float = 0.0) -> np.ndarray:
-    """EQ tilt and reverb each with probability `p`; band limits with `p_band` (no random draw
-    when 0, so recipes without it keep their mixture stream)."""
+def peaking_eq(x: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000,
+               bands: int = 3, max_db: float = 9.0) -> np.ndarray:
+    """`bands` random peaking filters (100 Hz-6 kHz, +-max_db, Q 0.7-2): another instrument
+    body, microphone or sample bank colours the same notes differently (RBJ cookbook biquads)."""
+    for _ in range(bands):
+        f0 = np.exp(rng.uniform(np.log(100.0), np.log(6000.0)))
+        gain = 10 ** (rng.uniform(-max_db, max_db) / 40)
+        w0 = 2 * np.pi * f0 / sample_rate
+        alpha = np.sin(w0) / (2 * rng.uniform(0.7, 2.0))
+        b = [1 + alpha * gain, -2 * np.cos(w0), 1 - alpha * gain]
+        a = [1 + alpha / gain, -2 * np.cos(w0), 1 - alpha / gain]
+        x = lfilter(b, a, x)
+    return np.asarray(x, dtype=np.float32)
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, p: float = 0.3, *,
+            p_band: float = 0.0, p_eq: float = 0.0) -> np.ndarray:
+    """EQ tilt and reverb each with probability `p`; band limits with `p_band`, peaking EQ with
+    `p_eq` (no random draw when 0, so recipes without them keep their mixture stream)."""
     if rng.random() < p:
         x = tilt_eq(x, rng)
     if rng.random() < p:
         x = reverb(x, rng)
     if p_band > 0 and rng.random() < p_band:
         x = band_limit(x, rng)
+    if p_eq > 0 and rng.random() < p_eq:
+        x = peaking_eq(x, rng)
     return x

@@ -46,6 +46,7 @@ class SeparatorRecipe:
     p_augment: float = 0.3
     speed_range: float = 0.08  # +-8 % speed change
     p_band_limit: float = 0.0  # share of sources band-limited (data.augment.band_limit)
+    p_peaking_eq: float = 0.0  # share of sources through random peaking EQ (data.augment)
     embed_noise: float = 0.01  # std of noise on the prompt embedding
     targets_per_mixture: int = 2  # items per mixture, each with another source as the target
     init_from: str = ""  # a separator checkpoint to continue from when the run dir is new
@@ -95,7 +96,7 @@ def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.r
         factor = 1 + rng.uniform(-recipe.speed_range, recipe.speed_range)
         seg = bank.crop(idx[rng.integers(len(idx))], int(length * factor) + 1, rng)
         seg = augment(change_speed(seg, factor)[:length], rng, recipe.p_augment,
-                      recipe.p_band_limit)
+                      p_band=recipe.p_band_limit, p_eq=recipe.p_peaking_eq)
         seg = np.pad(seg, (0, length - len(seg)))
         gain_db = 0.0 if j == 0 else rng.uniform(-recipe.loudness_db, recipe.loudness_db)
         sources.append(seg / (active_rms(seg) + 1e-8) * 10 ** (gain_db / 20))

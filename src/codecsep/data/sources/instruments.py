@@ -10,7 +10,8 @@ Banks are independent recordings: FluidR3_GM (train), freepats through timidity 
 FluidR3 melodies for the five programs freepats lacks) and TimGM6mb (test). MuseScore General adds
 training timbres only for the instruments whose samples are its own: most of its programs copy
 FluidR3 (`scripts/bank_overlap.py` measures this; csound's sf_GMbank copies TimGM6mb, the test
-bank, and is never used). Programs a bank does not
+bank, and is never used). The OPL-3 FM bank (synthesised, no samples) adds a third, crude but
+independent timbre of every instrument to training. Programs a bank does not
 have are never rendered (fluidsynth would substitute a piano). One rendered piece = one source
 recording (`source_id` = bank:label:piece).
 """
@@ -254,6 +255,7 @@ PLAN = (
     ("fluidr3", "valid", tuple(range(1000, 1006))),
     ("timgm6mb", "test", tuple(range(2000, 2012))),
     ("musescore", "train", tuple(range(3000, 3042))),
+    ("opl3", "train", tuple(range(4000, 4042))),
 )
 # Banks that only render some instruments. MuseScore General Lite: the programs whose single-note
 # render correlates < 0.9 with FluidR3's and < 0.8 with TimGM6mb's (results/corpus/bank_overlap.json).
@@ -266,6 +268,7 @@ BANK_PACKAGES = {
     "freepats": ("freepats", "etc/timidity/freepats.cfg", "GPL-2+ (freepats)"),
     "musescore": ("musescore-general-soundfont-small",
                   "usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "MIT"),
+    "opl3": ("opl3-soundfont", "usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "CC-BY-SA-4.0"),
 }
 
 
