@@ -156,3 +156,12 @@ def test_an_eval_with_an_anchor_override_is_its_own_model_in_results():
     assert "--anchor-weight 0" in off.command() and "anchor_weight" in off.identity()
     assert "anchor_weight" not in plain.identity()  # older run.json files still resume
     assert _model_rank(off.model_label)[0] == _model_rank("codecsep")[0]
+
+
+def test_eval_overrides_combine_in_label_folder_and_command():
+    from codecsep.evaluate import EvalConfig, default_out_dir
+
+    cfg = EvalConfig(model="codecsep", protocol="two_source", anchor_weight=0.3, shifts=2)
+    assert cfg.model_label == "codecsep --anchor-weight 0.3 --shifts 2"
+    assert default_out_dir(cfg).parent.name == "codecsep-anchor0.3-shifts2"
+    assert cfg.command().endswith("--anchor-weight 0.3 --shifts 2")

@@ -81,3 +81,29 @@ def test_masker_configs_share_one_class():
     assert m(torch.randn(1, 1024, 10), torch.randn(1, 512)).shape == (1, 1024, 10)
     bounded = Masker(TINY_MASKER)(torch.randn(1, 320, 10), torch.randn(1, 384))
     assert bounded.min() >= 0 and bounded.max() <= 1
+
+
+def test_shifted_passes_keep_the_mixture_identity_and_change_the_estimate():
+    sep = tiny_separator()
+    wav = torch.randn(1, 4321) * 0.1
+    one = sep.separate(wav, ["dog"])
+    sep.shifts = 2
+    two = sep.separate(wav, ["dog"])
+    assert torch.allclose(two["target"] + two["residual"], wav.expand(1, 1, -1), atol=1e-4)
+    assert not torch.allclose(one["target"], two["target"], atol=1e-5)
+    assert sep.inference_tag() == "shifts:2" and sep.shift_offsets == [0, 160]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_shift_counts_are_refused(bad):
+    sep = tiny_separator()
+    sep.shifts = bad
+    with pytest.raises(CodecSepError, match="shifts must be a whole number"):
+        sep.separate(torch.randn(1, 1000), ["dog"])
+
+
+def test_shifted_mean_of_a_shift_equivariant_function_is_exact():
+    from codecsep.separators.chunking import shifted_mean
+
+    x = torch.randn(2, 1000)
+    assert torch.allclose(shifted_mean(x, [0, 80, 160, 240], lambda c: 2 * c), 2 * x)

@@ -86,14 +86,16 @@ def separator_bench(sep) -> Bench:
                          "decode": count_macs(codec.decode, z, wav.shape[-1]),
                          "quantize": count_macs(codec.quantize, z),
                          "dequantize": count_macs(codec.dequantize, codes)}, seconds)
-        return {"parts": p, "waveform": p["encode"] + p["masker"] + p["decode"],
+        shifts = len(sep.shift_offsets)  # waveform input: one encode/mask/decode per shift
+        return {"parts": p, "waveform": shifts * (p["encode"] + p["masker"] + p["decode"]),
                 "codes": p["dequantize"] + p["masker"] + p["quantize"]}
 
     return Bench(sep, sep.sample_rate, costs,
                  run=lambda wav: sep.separate(wav, ["x"], cond=cond),
                  codes_of=lambda wav: codec.quantize(codec.encode(wav[None])),
                  run_codes=lambda codes: sep.separate_codes(codes, ["x"], cond=cond),
-                 notes="waveform MACs count one decode (the residual costs another)")
+                 notes=f"waveform MACs count one decode (the residual costs another) and "
+                       f"{len(sep.shift_offsets)} shifted pass(es)")
 
 
 def resunet_bench(sep) -> Bench:

@@ -195,7 +195,8 @@ def model_slug(spec: str) -> str:
 
 def model_fingerprint(model) -> str | None:
     """Content hash of a checkpoint-backed model's weights (None for oracles and floors), plus
-    whatever else changes its output (prompt anchoring), so results of one never resume another."""
+    whatever else changes its output (prompt anchoring, shifts), so results of one never resume
+    another."""
     sha = (getattr(model, "meta", None) or {}).get("sha256")
     tag = model.inference_tag() if sha and hasattr(model, "inference_tag") else ""
     return f"{sha}+{tag}" if tag else sha
@@ -429,6 +430,10 @@ def per_class(rows: list[dict]) -> dict:
 
 
 # =============================================================================== the run
+# separator attributes an evaluation may set instead of the checkpoint's inference settings
+INFERENCE_OVERRIDES = ("anchor_weight", "shifts")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     model: str
@@ -444,6 +449,7 @@ class EvalConfig:
     manifest: str = "data/corpus/manifest.jsonl"
     set_size: int = DEFAULT_N  # mixtures written when the evaluation set does not exist yet
     anchor_weight: float | None = None  # overrides the checkpoint's prompt-anchoring weight
+    shifts: int | None = None  # overrides the checkpoint's number of shifted passes
     split: str = "test"  # corpus split the evaluation set is drawn from (results: test)
 
     def __post_init__(self):
@@ -463,28 +469,32 @@ class EvalConfig:
         args += ["--visqol", "--visqol-items", str(self.visqol_items)] if self.visqol else []
         args += ["--semantic"] if self.semantic else []
         defaults = EvalConfig(model="mixture", protocol="two_source")
-        for flag in ("eval_dir", "manifest", "seed", "split", "anchor_weight"):
+        for flag in ("eval_dir", "manifest", "seed", "split") + INFERENCE_OVERRIDES:
             if getattr(self, flag) != getattr(defaults, flag):
                 args += [f"--{flag.replace('_', '-')}", str(getattr(self, flag))]
         return shlex.join(args)
 
     @property
     def model_label(self) -> str:
-        """The model as results tables name it (the anchoring override is part of it)."""
-        w = self.anchor_weight
-        return self.model if w is None else f"{self.model} --anchor-weight {w:g}"
+        """The model as results tables name it (inference overrides are part of it)."""
+        return " ".join([self.model] + [f"--{k.replace('_', '-')} {v:g}"
+                                        for k, v in self.overrides().items()])
+
+    def overrides(self) -> dict:
+        """The inference settings given instead of the checkpoint's (`INFERENCE_OVERRIDES`)."""
+        return {k: getattr(self, k) for k in INFERENCE_OVERRIDES if getattr(self, k) is not None}
 
     def identity(self) -> dict:
         """What must match for a re-run to resume an existing items.csv."""
         keys = ("model", "protocol", "prompt_mode", "task", "seed", "visqol", "visqol_items",
-                "semantic", "split") + (("anchor_weight",) if self.anchor_weight is not None else ())
+                "semantic", "split") + tuple(self.overrides())
         return {k: getattr(self, k) for k in keys}
 
 
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
     split = "" if cfg.split == "test" else f"-{cfg.split}"
-    anchor = "" if cfg.anchor_weight is None else f"-anchor{cfg.anchor_weight:g}"
-    return (Path(root) / f"{model_slug(cfg.model)}{anchor}"
+    tags = "".join(f"-{k.split('_')[0]}{v:g}" for k, v in cfg.overrides().items())
+    return (Path(root) / f"{model_slug(cfg.model)}{tags}"
             / f"{cfg.protocol}{split}-{cfg.prompt_mode}-{cfg.task}")
 
 
@@ -522,10 +532,10 @@ def evaluate(cfg: EvalConfig, out_dir=None, model=None, overwrite: bool = False,
     eval_set = ensure_eval_set(cfg.protocol, cfg.n, cfg.eval_dir, cfg.manifest, cfg.seed,
                                cfg.set_size, cfg.split)
     model = model if model is not None else load_model(cfg.model, text_encoder)
-    if cfg.anchor_weight is not None:
-        if not hasattr(model, "anchor_weight"):
-            raise CodecSepError(f"{cfg.model}: --anchor-weight needs a text-queried separator")
-        model.anchor_weight = cfg.anchor_weight
+    for key, value in cfg.overrides().items():
+        if not hasattr(model, key):
+            raise CodecSepError(f"{cfg.model}: --{key.replace('_', '-')} does not apply to it")
+        setattr(model, key, value)
     out = Path(out_dir) if out_dir else default_out_dir(cfg)
     prepare_out_dir(out, cfg, {"model_fingerprint": model_fingerprint(model),
                                "eval_set_fingerprint": eval_set_fingerprint(eval_set)}, overwrite)
@@ -698,6 +708,8 @@ def register(subparsers) -> None:
                         "prompt (cosine; in removal, the residual against the removed prompt)")
     p.add_argument("--anchor-weight", type=float, metavar="W",
                    help="prompt anchoring weight in [0, 1] instead of the checkpoint's (0: off)")
+    p.add_argument("--shifts", type=int, metavar="N",
+                   help="shifted passes averaged per window instead of the checkpoint's")
     p.add_argument("--overwrite", action="store_true", help="discard previous results in --out")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: items are small, and on a busy machine more "
@@ -711,7 +723,7 @@ def _run(args: argparse.Namespace) -> int:
                      prompt_mode=args.prompt_mode, task=args.task, visqol=args.visqol,
                      visqol_items=args.visqol_items, semantic=args.semantic, seed=args.seed,
                      eval_dir=args.eval_dir, manifest=args.manifest, split=args.split,
-                     anchor_weight=args.anchor_weight)
+                     anchor_weight=args.anchor_weight, shifts=args.shifts)
     out = Path(args.out) if args.out else default_out_dir(cfg)
     s = evaluate(cfg, out, overwrite=args.overwrite)
     m = s["metrics"]["si_sdri"]

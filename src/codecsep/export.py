@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,9 @@ import torch
 from torch import nn
 
 from .errors import CodecSepError, require
-from .separators.chunking import overlap_add
+from .separators.chunking import overlap_add, shift_offsets, shifted_mean
 from .separators.separator import check_prompts
+from .text.anchors import PromptAnchors, anchor_embeddings
 
 OPSET = 17
 FORMAT_VERSION = 1
@@ -147,6 +149,7 @@ def _manifest(separator, files: dict, prompts: list[str], source) -> dict:
         "codebook_size": codec.codebook_size, "text_encoder": cfg.text_encoder,
         "cond_dim": cfg.masker.cond_dim, "prompts": prompts,
         "window_seconds": cfg.window_seconds, "overlap_seconds": cfg.overlap_seconds,
+        "shifts": len(separator.shift_offsets), "anchors": asdict(separator.anchors),
         "source": {"model": str(source) if source else None,
                    "sha256": getattr(separator, "meta", {}).get("sha256")},
     }
@@ -209,6 +212,8 @@ class OnnxSeparator:
         self.sample_rate, self.hop_length = m["sample_rate"], m["hop_length"]
         self.prompts = list(m["prompts"])
         self._text = text_encoder
+        self._anchor_emb: torch.Tensor | None = None
+        self.shift_offsets = shift_offsets(m.get("shifts", 1), self.hop_length)
 
     def _run(self, role: str, **feeds) -> torch.Tensor:
         if role not in self.sessions:
@@ -223,7 +228,14 @@ class OnnxSeparator:
             from .text.base import get_text_encoder
 
             self._text = get_text_encoder(self.manifest["text_encoder"])
-        return self._text.embed(check_prompts(prompts)).float()
+        emb = self._text.embed(check_prompts(prompts)).float()
+        anchors = PromptAnchors(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in self.manifest.get("anchors", {}).items()})
+        if not anchors.active:
+            return emb
+        if self._anchor_emb is None:
+            self._anchor_emb = self._text.embed(list(anchors.texts)).float()
+        return anchor_embeddings(emb, self._anchor_emb, anchors.weight, anchors.temperature)
 
     def mask_latent(self, latent: torch.Tensor, prompts=None, cond=None) -> torch.Tensor:
         """latent (B, D, F) -> target latents (P, B, D, F), for prompts or embeddings (P, E)."""
@@ -249,14 +261,15 @@ class OnnxSeparator:
         window = int(self.manifest["window_seconds"] * self.sample_rate)
         overlap = int(self.manifest["overlap_seconds"] * self.sample_rate)
 
-        def run(chunk: torch.Tensor) -> torch.Tensor:  # (C, w) -> (2, P, C, w)
+        def frames(chunk: torch.Tensor) -> torch.Tensor:  # (C, w) -> (2, P, C, w)
             z = self._run("encoder", wav=chunk.unsqueeze(1))
             target = self.mask_latent(z, prompts, cond)
             both = torch.stack([target, z.unsqueeze(0) - target])
             y = self._run("decoder", latent=both.reshape(-1, *z.shape[1:]))[..., : chunk.shape[-1]]
             return y.reshape(*both.shape[:3], -1)
 
-        out = overlap_add(wav, window, overlap, run)
+        out = overlap_add(wav, window, overlap,
+                          lambda chunk: shifted_mean(chunk, self.shift_offsets, frames))
         return {"target": out[0], "residual": out[1]}
 
     def quantize(self, latent: torch.Tensor, n_quantizers: int | None = None) -> torch.Tensor:

@@ -48,3 +48,21 @@ def overlap_add(x: torch.Tensor, window: int, overlap: int,
         out[..., s:e] += y * w
         norm[s:e] += w
     return out / norm.clamp_min(1e-8)
+
+
+def shift_offsets(shifts: int, hop: int) -> list[int]:
+    """Sample offsets of `shifts` passes spread evenly over one frame hop ([0] for one pass)."""
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 1:
+        raise ValueError(f"shifts must be a whole number >= 1, got {shifts!r}")
+    return [round(k * hop / shifts) for k in range(shifts)]
+
+
+def shifted_mean(chunk: torch.Tensor, offsets: list[int],
+                 fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Mean of `fn` over copies of `chunk` (..., w) delayed by each offset, realigned and cut
+    back to w: a frame-based model sees its frame grid fall elsewhere each time."""
+    if offsets == [0]:
+        return fn(chunk)
+    w = chunk.shape[-1]
+    outs = [fn(torch.nn.functional.pad(chunk, (s, 0)))[..., s:s + w] for s in offsets]
+    return torch.stack(outs).mean(0)

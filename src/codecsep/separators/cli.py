@@ -266,10 +266,11 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan(files, Path(args.out), output_names(prompts, remove, args.residual), ext)
     check_outputs(jobs, args.overwrite)
     sep = get_separator(args.model)
-    if args.anchor_weight is not None:
-        if not hasattr(sep, "anchor_weight"):
-            raise CodecSepError(f"{args.model}: --anchor-weight needs a text-queried separator")
-        sep.anchor_weight = args.anchor_weight
+    for key in ("anchor_weight", "shifts"):  # inference settings instead of the checkpoint's
+        if getattr(args, key) is not None:
+            if not hasattr(sep, key):
+                raise CodecSepError(f"--{key.replace('_', '-')} does not apply to {args.model}")
+            setattr(sep, key, getattr(args, key))
     check_code_streams(args, sep)
     for job in jobs:  # every input is readable before the first output is written
         if args.codes_in:
@@ -308,6 +309,9 @@ def register(sub) -> None:
     p.add_argument("--anchor-weight", type=float, metavar="W",
                    help="pull prompts toward the captions the model was trained on, 0-1 "
                         "(default: the checkpoint's; 0 turns it off)")
+    p.add_argument("--shifts", type=int, metavar="N",
+                   help="average N passes shifted within one codec frame (default: the "
+                        "checkpoint's; 1 is fastest)")
     p.add_argument("--codes-in", action="store_true", help="inputs are .codes files")
     p.add_argument("--codes-out", action="store_true", help="write .codes files, not audio")
     p.add_argument("--n-quantizers", type=int, metavar="N",

@@ -19,7 +19,7 @@ from ..checkpoint import config_from_dict
 from ..codecs import ASSETS, load_codec
 from ..errors import CodecSepError
 from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts
-from .chunking import overlap_add
+from .chunking import overlap_add, shift_offsets, shifted_mean
 from ..text.anchors import PromptAnchors
 from .masker import Masker, MaskerConfig
 
@@ -36,6 +36,9 @@ class SeparatorConfig:
     window_seconds: float = 10.0
     overlap_seconds: float = 1.0
     anchors: PromptAnchors = field(default_factory=PromptAnchors)  # prompt anchoring (off)
+    # waveform input: average over `shifts` copies offset by fractions of one codec hop (as
+    # Demucs's shifts): the frame grid falls elsewhere each time; costs `shifts` passes
+    shifts: int = 1
 
     @classmethod
     def from_dict(cls, d: dict) -> SeparatorConfig:
@@ -54,6 +57,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
 
     def __init__(self, config: SeparatorConfig, codec=None, text_encoder=None):
         super().__init__(config, text_encoder=text_encoder)
+        self.shifts: int | None = None  # overrides config.shifts when set
         self.codec = codec if codec is not None else load_codec(config.codec)
         self.masker = Masker(config.masker)
         if self.codec.latent_dim != config.masker.latent_dim:
@@ -90,8 +94,26 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         return both.chunk(2)
 
     # ----------------------------------------------------------------------------- waveforms
+    @property
+    def shift_offsets(self) -> list[int]:
+        """Sample offsets of the shifted passes (`config.shifts`, or the `shifts` override)."""
+        n = self.config.shifts if self.shifts is None else self.shifts
+        try:
+            return shift_offsets(n, self.codec.hop_length)
+        except ValueError as e:
+            raise CodecSepError(str(e)) from None
+
+    def inference_tag(self) -> str:
+        offsets = self.shift_offsets
+        tags = [super().inference_tag()] + ([f"shifts:{len(offsets)}"] if len(offsets) > 1 else [])
+        return "+".join(t for t in tags if t)
+
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """(C, w), cond (P, E) -> (2, P, C, w): one encode, one masker pass, one decode."""
+        """(C, w), cond (P, E) -> (2, P, C, w): the mean of one pass per shift offset."""
+        return shifted_mean(chunk, self.shift_offsets, lambda x: self._separate_frames(x, cond))
+
+    def _separate_frames(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """One encode, one masker pass, one decode."""
         z = self.codec.encode(chunk.unsqueeze(1))
         target = self.mask_latent(z, cond)
         both = torch.stack([target, z.unsqueeze(0) - target])  # residual = mixture - target
