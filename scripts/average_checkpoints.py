@@ -2,8 +2,8 @@
 
 Fine-tuned siblings that start from one checkpoint stay in one basin of the loss, and the mean
 of their weights often generalises better than any of them. The inputs must share the kind and
-the architecture (the config, apart from training-only fields such as dropout); the output takes
-the first input's config and records every input (path, step, sha256) in meta.json, with this
+the architecture (the config, apart from training-only fields such as dropout and inference
+settings such as prompt anchors); the output takes the first input's config and records every input (path, step, sha256) in meta.json, with this
 command. Floating-point tensors are averaged (uniformly, or with --weights); others are copied
 from the first input and must be equal in all.
 
@@ -23,12 +23,13 @@ from safetensors.torch import load_file
 from codecsep.checkpoint import load_checkpoint, save_checkpoint
 from codecsep.errors import CodecSepError
 
-TRAINING_ONLY = {"dropout"}  # config fields that do not change a trained model's function
+# config fields that are not the architecture: training-only ones and inference settings
+NOT_ARCHITECTURE = {"dropout", "anchors", "shifts"}
 
 
 def _architecture(cfg):
     if isinstance(cfg, dict):
-        return {k: _architecture(v) for k, v in cfg.items() if k not in TRAINING_ONLY}
+        return {k: _architecture(v) for k, v in cfg.items() if k not in NOT_ARCHITECTURE}
     return cfg
 
 

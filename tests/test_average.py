@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts/average_checkpoints.py")
 
 
-def sibling(src: Path, dst: Path, shift: float, **cfg_changes) -> Path:
+def sibling(src: Path, dst: Path, shift: float, top=None, **cfg_changes) -> Path:
     kind, cfg, state, meta = load_checkpoint(src)
     cfg["masker"].update(cfg_changes)
+    cfg.update(top or {})
     state = {k: v + shift if v.is_floating_point() else v for k, v in state.items()}
     return save_checkpoint(dst, kind, cfg, state, meta={"step": meta.get("step", 0) + 10})
 
@@ -28,7 +29,9 @@ def run(*args):
 
 def test_mean_of_siblings_records_its_inputs(tmp_path):
     a = save_tiny_separator(tmp_path / "a")
-    b = sibling(a, tmp_path / "b", 0.5, dropout=0.3)  # dropout: training-only, still one model
+    # dropout (training-only) and prompt anchors (an inference setting) differ: still one model
+    b = sibling(a, tmp_path / "b", 0.5, top={"anchors": {"texts": ["dog"], "weight": 0.5,
+                                                         "temperature": 0.02}}, dropout=0.3)
     r = run(a, b, "-o", tmp_path / "soup")
     assert r.returncode == 0, r.stderr
     _, _, sa, _ = load_checkpoint(a)
