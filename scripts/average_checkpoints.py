@@ -54,8 +54,8 @@ def average(paths: list[str], weights: list[float] | None = None):
             if any(not torch.equal(value, s[name]) for _, _, s, _ in loaded[1:]):
                 raise CodecSepError(f"non-float tensor {name} differs between checkpoints")
             out[name] = value
-    inputs = [{"path": str(p), "weight": w, "step": m.get("step"), "sha256": m.get("sha256")}
-              for p, w, (_, _, _, m) in zip(paths, weights, loaded)]
+    inputs = [{"path": str(p), "weight": w, "step": m.get("step"), "sha256": m.get("sha256"),
+               "trained_by": m.get("trained_by")} for p, w, (_, _, _, m) in zip(paths, weights, loaded)]
     meta = dict(loaded[0][3])
     meta.pop("sha256", None)
     meta.update(step=max(m.get("step") or 0 for *_, m in loaded), averaged_from=inputs,

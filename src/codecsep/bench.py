@@ -165,8 +165,10 @@ def _codecsep(tiny: bool) -> Bench:
     from .separators.masker import MaskerConfig
     from .separators.separator import Separator, SeparatorConfig
 
-    masker = MaskerConfig(**TINY_MASKER) if tiny else MaskerConfig()
-    return separator_bench(Separator(SeparatorConfig(masker=masker), codec=_mica(tiny)))
+    if not tiny:  # the shipped model as it runs (its inference settings, e.g. shifts, count)
+        return separator_bench(Separator.load())
+    return separator_bench(Separator(SeparatorConfig(masker=MaskerConfig(**TINY_MASKER)),
+                                     codec=_mica(tiny)))
 
 
 def _hierarchical(tiny: bool) -> Bench:

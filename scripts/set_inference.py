@@ -1,12 +1,13 @@
-"""Give an existing separator checkpoint prompt anchors (its training captions; `text.anchors`).
+"""Set a separator checkpoint's inference settings: prompt anchors and shifted passes.
 
-Checkpoints trained before anchoring existed carry no captions. This writes the captions of the
-manifest's train split into config.json with the given weight and temperature, and appends the
-command to meta.json's history; the weights are untouched (their sha256 stays valid).
-New training runs record their anchors themselves.
+Prompt anchors (`text.anchors`): the captions of the manifest's train split go into config.json
+with the given weight and temperature (checkpoints trained before anchoring existed carry none;
+new training runs record theirs). `--shifts N`: average N passes offset within one codec frame
+(`SeparatorConfig.shifts`). The command is appended to meta.json's history; the weights are
+untouched (their sha256 stays valid).
 
-    python scripts/set_prompt_anchors.py src/codecsep/assets/codecsep-default \
-        --manifest runs/manifest_v2.jsonl --weight 0.5 --temperature 0.02
+    python scripts/set_inference.py src/codecsep/assets/codecsep-default \
+        --manifest runs/manifest_v2.jsonl --weight 0.5 --temperature 0.02 --shifts 2
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", required=True, help="the manifest the checkpoint trained on")
     ap.add_argument("--weight", type=float, default=TRAINED_WEIGHT)
     ap.add_argument("--temperature", type=float, default=TRAINED_TEMPERATURE)
+    ap.add_argument("--shifts", type=int, help="shifted passes per window (default: keep)")
     args = ap.parse_args(argv)
+    if args.shifts is not None and args.shifts < 1:
+        raise SystemExit(f"--shifts must be >= 1, got {args.shifts}")
     ckpt = Path(args.checkpoint)
     cfg_path, meta_path = ckpt / "config.json", ckpt / "meta.json"
     cfg, meta = json.loads(cfg_path.read_text()), json.loads(meta_path.read_text())
@@ -37,13 +41,15 @@ def main(argv=None) -> int:
     anchors = training_anchors(read_manifest(args.manifest, split="train"), args.weight,
                                args.temperature)
     cfg["config"]["anchors"] = asdict(anchors)
+    if args.shifts is not None:
+        cfg["config"]["shifts"] = args.shifts
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     meta.setdefault("history", []).append({"start_step": meta.get("step"), "command": command,
-                                           "note": "prompt anchors set (weights unchanged)"})
+                                           "note": "inference settings set (weights unchanged)"})
     cfg_path.write_text(json.dumps(cfg, indent=2))
     meta_path.write_text(json.dumps(meta, indent=2))
     print(f"{ckpt}: {len(anchors.texts)} anchor captions, weight {anchors.weight:g}, "
-          f"temperature {anchors.temperature:g}")
+          f"temperature {anchors.temperature:g}, shifts {cfg['config'].get('shifts', 1)}")
     return 0
 
 
