@@ -55,7 +55,9 @@ def average(paths: list[str], weights: list[float] | None = None):
                 raise CodecSepError(f"non-float tensor {name} differs between checkpoints")
             out[name] = value
     inputs = [{"path": str(p), "weight": w, "step": m.get("step"), "sha256": m.get("sha256"),
-               "trained_by": m.get("trained_by")} for p, w, (_, _, _, m) in zip(paths, weights, loaded)]
+               "trained_by": m.get("trained_by"),
+               **({"averaged_from": m["averaged_from"]} if "averaged_from" in m else {})}
+              for p, w, (_, _, _, m) in zip(paths, weights, loaded)]  # averages keep their recipe
     meta = dict(loaded[0][3])
     meta.pop("sha256", None)
     meta.update(step=max(m.get("step") or 0 for *_, m in loaded), averaged_from=inputs,

@@ -41,6 +41,9 @@ def test_mean_of_siblings_records_its_inputs(tmp_path):
     assert [i["path"] for i in meta["averaged_from"]] == [str(a), str(b)]
     assert "average_checkpoints.py" in meta["trained_by"]
     assert run(a, b, "-o", tmp_path / "soup").returncode != 0  # no silent overwrite
+    assert run(tmp_path / "soup", a, "-o", tmp_path / "soup2").returncode == 0  # a soup of a soup
+    _, _, _, meta2 = load_checkpoint(tmp_path / "soup2")
+    assert meta2["averaged_from"][0]["averaged_from"][1]["path"] == str(b)  # nothing forgotten
 
 
 @pytest.mark.parametrize("change", [{"dim": 48}, {"depth": 2}])
