@@ -66,6 +66,11 @@ def test_separator_training_resumes_and_exports(tmp_path):
     assert (out / "loss.png").is_file()
     sep = Separator.load(out / "checkpoint", codec=kw["codec"], text_encoder=kw["text_encoder"])
     assert sep.meta["step"] == 5 and "trained_by" in sep.meta
+    # the checkpoint carries the captions it trained on (prompt anchoring), train split only
+    from codecsep.data.manifest import read_manifest
+
+    train_caps = {c for clip in read_manifest(manifest, split="train") for c in clip.captions}
+    assert set(sep.config.anchors.texts) == train_caps and sep.config.anchors.weight == 0.5
 
 
 def test_codec_training_runs_and_exports(tmp_path):
