@@ -37,6 +37,7 @@ from tqdm import tqdm
 from . import __version__
 from .data.manifest import SPLITS
 from .errors import CodecSepError
+from .separators.base import INFERENCE_OVERRIDES, apply_overrides
 from .metrics import sdr, sdr_improvement, si_sdr, si_sdr_improvement
 
 EVAL_SEED = 0
@@ -430,10 +431,6 @@ def per_class(rows: list[dict]) -> dict:
 
 
 # =============================================================================== the run
-# separator attributes an evaluation may set instead of the checkpoint's inference settings
-INFERENCE_OVERRIDES = ("anchor_weight", "shifts")
-
-
 @dataclass(frozen=True)
 class EvalConfig:
     model: str
@@ -532,10 +529,7 @@ def evaluate(cfg: EvalConfig, out_dir=None, model=None, overwrite: bool = False,
     eval_set = ensure_eval_set(cfg.protocol, cfg.n, cfg.eval_dir, cfg.manifest, cfg.seed,
                                cfg.set_size, cfg.split)
     model = model if model is not None else load_model(cfg.model, text_encoder)
-    for key, value in cfg.overrides().items():
-        if not hasattr(model, key):
-            raise CodecSepError(f"{cfg.model}: --{key.replace('_', '-')} does not apply to it")
-        setattr(model, key, value)
+    apply_overrides(model, cfg.overrides(), cfg.model)
     out = Path(out_dir) if out_dir else default_out_dir(cfg)
     prepare_out_dir(out, cfg, {"model_fingerprint": model_fingerprint(model),
                                "eval_set_fingerprint": eval_set_fingerprint(eval_set)}, overwrite)

@@ -35,7 +35,8 @@ from torch import nn
 from .errors import CodecSepError, require
 from .separators.chunking import overlap_add, shift_offsets, shifted_mean
 from .separators.separator import check_prompts
-from .text.anchors import PromptAnchors, anchor_embeddings
+from .checkpoint import config_from_dict
+from .text.anchors import PromptAnchors, apply_anchors
 
 OPSET = 17
 FORMAT_VERSION = 1
@@ -212,7 +213,8 @@ class OnnxSeparator:
         self.sample_rate, self.hop_length = m["sample_rate"], m["hop_length"]
         self.prompts = list(m["prompts"])
         self._text = text_encoder
-        self._anchor_emb: torch.Tensor | None = None
+        self.anchors = config_from_dict(PromptAnchors, m.get("anchors", {}))
+        self._anchor_cache: dict = {}
         self.shift_offsets = shift_offsets(m.get("shifts", 1), self.hop_length)
 
     def _run(self, role: str, **feeds) -> torch.Tensor:
@@ -229,13 +231,7 @@ class OnnxSeparator:
 
             self._text = get_text_encoder(self.manifest["text_encoder"])
         emb = self._text.embed(check_prompts(prompts)).float()
-        anchors = PromptAnchors(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in self.manifest.get("anchors", {}).items()})
-        if not anchors.active:
-            return emb
-        if self._anchor_emb is None:
-            self._anchor_emb = self._text.embed(list(anchors.texts)).float()
-        return anchor_embeddings(emb, self._anchor_emb, anchors.weight, anchors.temperature)
+        return apply_anchors(emb, self.anchors, self._text.embed, self._anchor_cache)
 
     def mask_latent(self, latent: torch.Tensor, prompts=None, cond=None) -> torch.Tensor:
         """latent (B, D, F) -> target latents (P, B, D, F), for prompts or embeddings (P, E)."""

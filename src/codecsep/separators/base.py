@@ -12,6 +12,7 @@ crossfades of `config.overlap_seconds` (`chunking.overlap_add`), so memory stays
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,21 @@ from torch import nn
 
 from ..checkpoint import Checkpointed, command_line
 from ..errors import CodecSepError
+from ..text.anchors import PromptAnchors, apply_anchors
 from .chunking import overlap_add
+
+# separator attributes a run may set instead of the checkpoint's inference settings
+INFERENCE_OVERRIDES = ("anchor_weight", "shifts")
+
+
+def apply_overrides(model, overrides: dict, name: str) -> None:
+    """Set each `INFERENCE_OVERRIDES` attribute given (None: keep the checkpoint's)."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if not hasattr(model, key):
+            raise CodecSepError(f"--{key.replace('_', '-')} does not apply to {name}")
+        setattr(model, key, value)
 
 
 def check_prompts(prompts) -> list[str]:
@@ -55,7 +70,7 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         self.config = config
         self._text = text_encoder
         self.anchor_weight: float | None = None  # overrides config.anchors.weight when set
-        self._anchor_emb: torch.Tensor | None = None
+        self._anchor_cache: dict = {}
 
     @property
     def text_dim(self) -> int:
@@ -71,13 +86,9 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         return self._text
 
     @property
-    def anchors(self):
-        """The prompt anchoring in force (`text.anchors.PromptAnchors`; inactive if the config
-        has none), with `anchor_weight` applied when it is set."""
-        from dataclasses import replace
-
-        from ..text.anchors import PromptAnchors
-
+    def anchors(self) -> PromptAnchors:
+        """The prompt anchoring in force (inactive if the config has none), with `anchor_weight`
+        applied when it is set."""
         anchors = getattr(self.config, "anchors", None) or PromptAnchors()
         return anchors if self.anchor_weight is None else replace(anchors, weight=self.anchor_weight)
 
@@ -89,15 +100,8 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
     def embed(self, prompts) -> torch.Tensor:
         """(P, E) text embeddings of the prompts, anchored to the training captions if the
         checkpoint says so (`text.anchors`)."""
-        from ..text.anchors import anchor_embeddings
-
         emb = self.text_encoder.embed(check_prompts(prompts)).float()
-        a = self.anchors
-        if not a.active:
-            return emb
-        if self._anchor_emb is None:
-            self._anchor_emb = self.text_encoder.embed(list(a.texts)).float()
-        return anchor_embeddings(emb, self._anchor_emb, a.weight, a.temperature)
+        return apply_anchors(emb, self.anchors, self.text_encoder.embed, self._anchor_cache)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """One window (C, w) and cond (P, E) -> (2, P, C, w): target, then residual."""

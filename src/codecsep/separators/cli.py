@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_audio
+from .base import INFERENCE_OVERRIDES, apply_overrides
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
 from .api import get_separator, read_input, slug
@@ -266,11 +267,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan(files, Path(args.out), output_names(prompts, remove, args.residual), ext)
     check_outputs(jobs, args.overwrite)
     sep = get_separator(args.model)
-    for key in ("anchor_weight", "shifts"):  # inference settings instead of the checkpoint's
-        if getattr(args, key) is not None:
-            if not hasattr(sep, key):
-                raise CodecSepError(f"--{key.replace('_', '-')} does not apply to {args.model}")
-            setattr(sep, key, getattr(args, key))
+    apply_overrides(sep, {k: getattr(args, k) for k in INFERENCE_OVERRIDES}, args.model or "it")
     check_code_streams(args, sep)
     for job in jobs:  # every input is readable before the first output is written
         if args.codes_in:

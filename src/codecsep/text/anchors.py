@@ -54,6 +54,16 @@ def anchor_embeddings(emb: torch.Tensor, anchors: torch.Tensor, weight: float,
     return F.normalize((1 - weight) * emb + weight * pull, dim=-1)
 
 
+def apply_anchors(emb: torch.Tensor, anchors: PromptAnchors, embed_texts, cache: dict) -> torch.Tensor:
+    """`emb` anchored as `anchors` say; the anchor embeddings (`embed_texts(list) -> (N, E)`) are
+    computed once per caption set and kept in `cache`."""
+    if not anchors.active:
+        return emb
+    if anchors.texts not in cache:
+        cache[anchors.texts] = embed_texts(list(anchors.texts)).float()
+    return anchor_embeddings(emb, cache[anchors.texts], anchors.weight, anchors.temperature)
+
+
 def training_anchors(clips, weight: float = TRAINED_WEIGHT,
                      temperature: float = TRAINED_TEMPERATURE) -> PromptAnchors:
     """Anchors on the sorted distinct captions of the clips a model trains on (manifest rows)."""
