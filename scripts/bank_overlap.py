@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -21,20 +20,22 @@ import numpy as np
 
 from codecsep.audio import load_audio
 from codecsep.data.sources.debian import extract
-from codecsep.data.sources.instruments import (DRUM_CHANNEL, INSTRUMENTS, TICKS_PER_BEAT,
-                                               sf2_programs)
+from codecsep.data.sources.instruments import (
+    DRUM_CHANNEL,
+    INSTRUMENTS,
+    TICKS_PER_BEAT,
+    Bank,
+    _bank,
+    bank_programs,
+    render,
+)
 
-BANKS = {  # name -> (package, path inside it)
-    "fluidr3": ("fluid-soundfont-gm", "usr/share/sounds/sf2/FluidR3_GM.sf2"),
-    "timgm6mb": ("timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2"),
-    "musescore": ("musescore-general-soundfont-small",
-                  "usr/share/sounds/sf3/MuseScore_General_Lite.sf3"),
-    "csound": ("csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2"),
-    "opl3": ("opl3-soundfont", "usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
-}
+# the corpus's banks (freepats, a timidity patch set, is left out) and one it must never use
+BANK_NAMES = ("fluidr3", "timgm6mb", "musescore", "opl3", "sonivox")
+EXTRA_SF2 = {"csound": ("csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2")}
 
 
-def render_note(bank_file: str, program: int, drums: bool, note: int, tmp: Path) -> np.ndarray:
+def render_note(bank: Bank, program: int, drums: bool, note: int, tmp: Path) -> np.ndarray:
     import mido
 
     midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
@@ -47,9 +48,7 @@ def render_note(bank_file: str, program: int, drums: bool, note: int, tmp: Path)
     track.append(mido.Message("note_off", channel=channel, note=note, velocity=0, time=960))
     track.append(mido.MetaMessage("end_of_track", time=480))
     midi.save(tmp / "note.mid")
-    subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-r", "16000", "-F",
-                    str(tmp / "note.wav"), bank_file, str(tmp / "note.mid")],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    render(bank, tmp / "note.mid", tmp / "note.wav", 16000)
     return load_audio(tmp / "note.wav", 16000, mono=True)[0][0].numpy()[:16000]
 
 
@@ -64,15 +63,18 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default="data/corpus/cache")
     ap.add_argument("--out", default="results/corpus/bank_overlap.json")
     args = ap.parse_args(argv)
-    files = {name: str(extract(pkg, Path(args.cache)) / rel) for name, (pkg, rel) in BANKS.items()}
-    programs = {name: sf2_programs(f) for name, f in files.items()}
+    cache = Path(args.cache)
+    banks = {name: _bank(name, cache) for name in BANK_NAMES}
+    banks.update({name: Bank(name, pkg, "sf2", str(extract(pkg, cache) / rel))
+                  for name, (pkg, rel) in EXTRA_SF2.items()})
+    programs = {name: bank_programs(b) for name, b in banks.items()}
     table = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, inst in INSTRUMENTS.items():
             program = inst.programs[0]
             note = 38 if inst.drums else (inst.low + inst.high) // 2
-            notes = {name: render_note(f, program, inst.drums, note, Path(tmp))
-                     for name, f in files.items() if inst.drums or program in programs[name]}
+            notes = {name: render_note(b, program, inst.drums, note, Path(tmp))
+                     for name, b in banks.items() if inst.drums or program in programs[name]}
             names = sorted(notes)
             table[label] = {f"{a}~{b}": round(similarity(notes[a], notes[b]), 3)
                             for i, a in enumerate(names) for b in names[i + 1:]}
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"note": "peak normalised cross-correlation of one dry note",
-                               "banks": BANKS, "similarity": table}, indent=1))
+                               "banks": {n: b.package for n, b in banks.items()}, "similarity": table}, indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -243,3 +243,36 @@ def test_sf2_preset_reader(tmp_path):
 def test_more_label_rules():
     assert sfx.label_of("0ad-data", "/_unz/public.zip/audio/construction/con_wood_03.ogg") == "hammering"
     assert sfx.label_of("0ad-data", "/_unz/public.zip/audio/resource/farming/hoe_03.ogg") == "digging"
+
+
+def test_sonivox_renders_programs_apart(tmp_path):
+    """The Sonivox bank (ctypes on the unpacked libsonivox3) renders each GM program audibly and
+    differently, on the MIDI timeline (the piece spans the corpus cuts at)."""
+    import subprocess
+
+    from codecsep.audio import load_audio
+    from codecsep.data.sources.debian import extract
+    from codecsep.data.sources.sonivox import library_path
+
+    try:
+        root = extract("libsonivox3", tmp_path / "cache")
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:  # no package registry
+        pytest.skip(f"libsonivox3 not available: {e}")
+    bank = instruments.Bank("sonivox", "libsonivox3", "sonivox", str(library_path(root)))
+    assert instruments.bank_programs(bank) == set(range(128))
+    spectra = {}
+    for label in ("violin", "flute"):
+        spans = instruments.write_midi(label, 0, [0, 1], tmp_path / f"{label}.mid")
+        instruments.render(bank, tmp_path / f"{label}.mid", tmp_path / f"{label}.wav", 16000)
+        wav, sr = load_audio(tmp_path / f"{label}.wav", 16000, mono=True)
+        x = wav[0].numpy()
+        seconds = len(x) / sr  # the MIDI ends one gap after its last piece
+        assert sr == 16000 and spans[-1][2] <= seconds <= spans[-1][2] + instruments.GAP_SECONDS + 1
+        start, end = spans[0][1], spans[0][2]
+        piece = x[int(start * sr): int(end * sr)]
+        assert np.sqrt(np.mean(piece ** 2)) > 1e-3  # the piece is heard
+        gap = x[int((end + 1.0) * sr): int((spans[1][1] - 0.1) * sr)]
+        assert np.sqrt(np.mean(gap ** 2)) < 0.1 * np.sqrt(np.mean(piece ** 2))  # silence between
+        mag = np.abs(np.fft.rfft(piece[: sr * 2]))
+        spectra[label] = mag / np.linalg.norm(mag)
+    assert float(spectra["violin"] @ spectra["flute"]) < 0.9  # two programs, two timbres

@@ -226,13 +226,19 @@ def write_midi(label: str, seed: int, pieces: list[int], path: Path) -> list[tup
 class Bank:
     name: str  # short id used in source ids: fluidr3, timgm6mb, freepats
     package: str
-    kind: str  # "sf2" (fluidsynth) or "timidity"
-    file: str  # sf2 path or timidity cfg path
+    kind: str  # "sf2" (fluidsynth), "timidity" or "sonivox" (its shared library, through ctypes)
+    file: str  # sf2 path, timidity cfg path or libsonivox.so path
 
 
 def render(bank: Bank, midi: Path, wav: Path, sample_rate: int = 16000) -> None:
     """Render `midi` with `bank` into a wav at `sample_rate` (no chorus/reverb: dry sources)."""
     tmp = wav.with_suffix(".tmp.wav")
+    if bank.kind == "sonivox":
+        from .sonivox import render_to_wav
+
+        render_to_wav(bank.file, midi, tmp, sample_rate)
+        tmp.replace(wav)
+        return
     if bank.kind == "sf2":
         cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6",
                "-r", str(sample_rate), "-F", str(tmp), bank.file, str(midi)]
@@ -256,6 +262,7 @@ PLAN = (
     ("timgm6mb", "test", tuple(range(2000, 2012))),
     ("musescore", "train", tuple(range(3000, 3042))),
     ("opl3", "train", tuple(range(4000, 4042))),
+    ("sonivox", "train", tuple(range(5000, 5042))),
 )
 # Banks that only render some instruments. MuseScore General Lite: the programs whose single-note
 # render correlates < 0.9 with FluidR3's and < 0.8 with TimGM6mb's (results/corpus/bank_overlap.json).
@@ -269,6 +276,7 @@ BANK_PACKAGES = {
     "musescore": ("musescore-general-soundfont-small",
                   "usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "MIT"),
     "opl3": ("opl3-soundfont", "usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "CC-BY-SA-4.0"),
+    "sonivox": ("libsonivox3", "usr/lib/*/libsonivox.so.3", "Apache-2.0"),
 }
 
 
@@ -277,6 +285,10 @@ def _bank(name: str, cache: Path) -> Bank:
 
     package, rel, _ = BANK_PACKAGES[name]
     root = extract(package, cache)
+    if name == "sonivox":
+        from .sonivox import library_path
+
+        return Bank(name, package, "sonivox", str(library_path(root)))
     if name != "freepats":
         return Bank(name, package, "sf2", str(root / rel))
     ensure_tool("timidity")
@@ -303,7 +315,10 @@ def sf2_programs(path: str) -> set[int]:
 
 def bank_programs(bank: Bank) -> set[int]:
     """GM programs of bank 0 the bank really has: fluidsynth would substitute a piano for the
-    others, timidity would play nothing, so instruments outside this set are not rendered."""
+    others, timidity would play nothing, so instruments outside this set are not rendered.
+    Sonivox's built-in set is a complete General MIDI bank (all 128 programs)."""
+    if bank.kind == "sonivox":
+        return set(range(128))
     if bank.kind == "sf2":
         return sf2_programs(bank.file)
     text = Path(bank.file).read_text().splitlines()
