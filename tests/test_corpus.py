@@ -276,3 +276,19 @@ def test_sonivox_renders_programs_apart(tmp_path):
         mag = np.abs(np.fft.rfft(piece[: sr * 2]))
         spectra[label] = mag / np.linalg.norm(mag)
     assert float(spectra["violin"] @ spectra["flute"]) < 0.9  # two programs, two timbres
+
+
+def test_tuxpaint_rules_add_train_rows_of_known_classes_only():
+    from codecsep.data.sources import tuxpaint
+
+    assert tuxpaint.speaker_of("animals/mammals/bovines/cow_desc_fr.ogg") == "tuxpaint-fr"
+    assert tuxpaint.speaker_of("animals/mammals/bovines/cow_desc.ogg") == "tuxpaint-en"
+    assert tuxpaint.speaker_of("town/flags/flag_desc_zh_tw.ogg") == "tuxpaint-zh_tw"
+    assert tuxpaint.speaker_of("animals/mammals/bovines/cow.ogg") is None
+    assert tuxpaint.speaker_of("symbols/math/7_fr.ogg") is None
+    known = set(instruments.INSTRUMENTS) | {r.label for r in sfx.RULES}
+    assert set(tuxpaint.SOUNDS.values()) <= known
+    if REAL_MANIFEST.is_file():  # labels of the built corpus: the table must not create a class
+        from codecsep.data.manifest import read_manifest
+
+        assert set(tuxpaint.SOUNDS.values()) <= {c.label for c in read_manifest(REAL_MANIFEST)}
