@@ -3,8 +3,8 @@
 Fine-tuned siblings that start from one checkpoint stay in one basin of the loss, and the mean
 of their weights often generalises better than any of them. The inputs must share the kind and
 the architecture (the config, apart from training-only fields such as dropout and inference
-settings such as prompt anchors); the output takes the first input's config and records every input (path, step, sha256) in meta.json, with this
-command. Floating-point tensors are averaged (uniformly, or with --weights); others are copied
+settings such as prompt anchors); the output takes the first input's config and records every
+input (path, step, sha256, recipe) in meta.json, with this command. Floating-point tensors are averaged (uniformly, or with --weights); others are copied
 from the first input and must be equal in all.
 
     python scripts/average_checkpoints.py runs/a/checkpoint runs/b/checkpoint -o runs/soup

@@ -25,8 +25,8 @@ from codecsep.data.sources.instruments import (
     INSTRUMENTS,
     TICKS_PER_BEAT,
     Bank,
-    _bank,
     bank_programs,
+    open_bank,
     render,
 )
 
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/corpus/bank_overlap.json")
     args = ap.parse_args(argv)
     cache = Path(args.cache)
-    banks = {name: _bank(name, cache) for name in BANK_NAMES}
+    banks = {name: open_bank(name, cache) for name in BANK_NAMES}
     banks.update({name: Bank(name, pkg, "sf2", str(extract(pkg, cache) / rel))
                   for name, (pkg, rel) in EXTRA_SF2.items()})
     programs = {name: bank_programs(b) for name, b in banks.items()}

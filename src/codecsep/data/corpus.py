@@ -48,7 +48,7 @@ def collect(cache: Path, only: str | None, workers: int, limit: int | None) -> l
         from .sources import pypi, sfx
 
         recordings += sfx.collect(cache, extra_roots=pypi.roots(cache))
-    if only is None or only in ("speech", "sfx"):  # train-only stamp sounds and spoken names
+    if only != "instruments":  # train-only stamp sounds and spoken names
         from .sources import tuxpaint
 
         recordings += tuxpaint.collect(cache, speech=only != "sfx", sounds=only != "speech")

@@ -237,15 +237,14 @@ def render(bank: Bank, midi: Path, wav: Path, sample_rate: int = 16000) -> None:
         from .sonivox import render_to_wav
 
         render_to_wav(bank.file, midi, tmp, sample_rate)
-        tmp.replace(wav)
-        return
-    if bank.kind == "sf2":
-        cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6",
-               "-r", str(sample_rate), "-F", str(tmp), bank.file, str(midi)]
     else:
-        cmd = ["timidity", "-c", bank.file, "-Ow", "-s", str(sample_rate), "-EFreverb=0",
-               "-EFchorus=0", "--preserve-silence", "-o", str(tmp), str(midi)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if bank.kind == "sf2":
+            cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6",
+                   "-r", str(sample_rate), "-F", str(tmp), bank.file, str(midi)]
+        else:
+            cmd = ["timidity", "-c", bank.file, "-Ow", "-s", str(sample_rate), "-EFreverb=0",
+                   "-EFchorus=0", "--preserve-silence", "-o", str(tmp), str(midi)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp.replace(wav)
 
 
@@ -280,7 +279,8 @@ BANK_PACKAGES = {
 }
 
 
-def _bank(name: str, cache: Path) -> Bank:
+def open_bank(name: str, cache: Path) -> Bank:
+    """The bank `name` of BANK_PACKAGES, its package unpacked into `cache`."""
     from .debian import ensure_tool, extract
 
     package, rel, _ = BANK_PACKAGES[name]
@@ -379,7 +379,7 @@ def collect(cache: Path, workers: int = 2, limit: int | None = None) -> list:
     jobs, split_of = [], {}
     covered_valid: set[str] = set()
     for bank_name, split, pieces in PLAN:
-        bank = _bank(bank_name, cache)
+        bank = open_bank(bank_name, cache)
         pieces = pieces[:limit] if limit else pieces
         for label in INSTRUMENTS:
             if not _covered(bank, label) or label not in BANK_LABELS.get(bank_name, (label,)):

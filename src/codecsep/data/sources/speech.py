@@ -91,10 +91,16 @@ def collect(cache: Path, packages=PACKAGES) -> list[Recording]:
                 source_id=f"{speaker}:{rel}", split_group=speaker, license=lic,
                 split=SPEAKER_SPLITS.get(speaker, "train"), extra={"speaker": speaker},
             ))
+    return cap_per_speaker(
+        by_speaker, lambda recs: MAX_PER_SPEAKER if recs[0].split == "train" else MAX_PER_HELDOUT_SPEAKER)
+
+
+def cap_per_speaker(by_speaker: dict[str, list[Recording]], cap_of, key=lambda r: r.source_id):
+    """Every speaker's recordings, at most `cap_of(recs)` each: a subset chosen by the md5 of
+    `key(recording)`, so builds are stable; in speaker, then source-id order."""
     recordings = []
-    for speaker, recs in sorted(by_speaker.items()):
-        cap = MAX_PER_SPEAKER if recs[0].split == "train" else MAX_PER_HELDOUT_SPEAKER
-        chosen = sorted(recs, key=lambda r: hashlib.md5(r.source_id.encode()).hexdigest())[:cap]
+    for _, recs in sorted(by_speaker.items()):
+        chosen = sorted(recs, key=lambda r: hashlib.md5(key(r).encode()).hexdigest())[:cap_of(recs)]
         recordings += sorted(chosen, key=lambda r: r.source_id)
     return recordings
 

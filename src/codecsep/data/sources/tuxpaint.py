@@ -14,12 +14,12 @@ Both go into TRAIN only, so no valid or test row of the corpus changes:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 from .base import Recording
 from .debian import extract, package_license
+from .speech import cap_per_speaker
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = "usr/share/tuxpaint/stamps"
@@ -79,17 +79,15 @@ def collect(cache: Path, speech: bool = True, sounds: bool = True) -> list[Recor
                     src=str(base / rel), label=label, category=_category(label), source=PACKAGE,
                     source_id=f"{PACKAGE}:{rel}", split_group=PACKAGE, license=lic, split="train"))
     if speech:
-        by_speaker: dict[str, list[str]] = {}
+        by_speaker: dict[str, list[Recording]] = {}
         for path in sorted(base.rglob("*.ogg")):
             rel = str(path.relative_to(base))
             speaker = speaker_of(rel)
             if speaker is not None:
-                by_speaker.setdefault(speaker, []).append(rel)
-        for speaker, rels in sorted(by_speaker.items()):
-            chosen = sorted(rels, key=lambda r: hashlib.md5(r.encode()).hexdigest())[:MAX_PER_SPEAKER]
-            for rel in sorted(chosen):
-                recordings.append(Recording(
-                    src=str(base / rel), label="speech", category="speech", source=PACKAGE,
+                by_speaker.setdefault(speaker, []).append(Recording(
+                    src=str(path), label="speech", category="speech", source=PACKAGE,
                     source_id=f"{speaker}:{rel}", split_group=speaker, license=lic, split="train",
                     extra={"speaker": speaker}))
+        recordings += cap_per_speaker(by_speaker, lambda _: MAX_PER_SPEAKER,
+                                      key=lambda r: r.source_id.split(":", 1)[1])
     return recordings
