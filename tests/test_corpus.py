@@ -292,3 +292,83 @@ def test_tuxpaint_rules_add_train_rows_of_known_classes_only():
         from codecsep.data.manifest import read_manifest
 
         assert set(tuxpaint.SOUNDS.values()) <= {c.label for c in read_manifest(REAL_MANIFEST)}
+
+
+def _sine_wav(path: Path) -> Path:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, _tone(0.6), TARGET_SR)
+    return path
+
+
+def _rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A Qt binary resource file (version 3) of top-level `files` {name: (bytes, zlib?)}."""
+    import struct
+    import zlib
+
+    names, data, nodes = b"", b"", []
+    for name, (payload, compress) in files.items():
+        name_offset = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+        stored = struct.pack(">I", len(payload)) + zlib.compress(payload) if compress else payload
+        nodes.append(struct.pack(">IHHHIQ", name_offset, 1 if compress else 0, 0, 0, len(data), 0))
+        data += struct.pack(">I", len(stored)) + stored
+    root = struct.pack(">IHIIQ", 0, 0x02, len(files), 1, 0)
+    tree = root + b"".join(nodes)
+    header = 24
+    return (b"qres" + struct.pack(">IIIII", 3, header, header + len(tree),
+                                  header + len(tree) + len(data), 0) + tree + data + names)
+
+
+def _cat(entries: dict[str, bytes]) -> bytes:
+    """An OpenTTD .cat sound bank of `entries` {quoted name: RIFF bytes}."""
+    import struct
+
+    table, body = b"", b""
+    start = 8 * len(entries)
+    for name, payload in entries.items():
+        raw = name.encode("latin-1") + b"\0"
+        item = bytes([len(raw)]) + raw + payload
+        table += struct.pack("<II", (start + len(body)) | 0x80000000, len(item))
+        body += item
+    return table + body
+
+
+def test_archive_readers_unpack_rcc_and_cat_audio(tmp_path):
+    from codecsep.data.sources import archives
+
+    wav = _sine_wav(tmp_path / "a.wav").read_bytes()
+    (tmp_path / "x.rcc").write_bytes(_rcc({"cow.ogg": (wav, True), "moo.wav": (wav, False),
+                                          "notes.txt": (b"hello", True)}))
+    assert dict(archives.read_rcc(tmp_path / "x.rcc")) == {"cow.ogg": wav, "moo.wav": wav,
+                                                          "notes.txt": b"hello"}
+    out = archives.unpack(tmp_path / "x.rcc", tmp_path / "u")
+    assert sorted(p.name for p in out) == ["cow.ogg", "moo.wav"]  # audio members only
+    (tmp_path / "s.cat").write_bytes(_cat({'"Sheep". Original by X': wav, '"Cow"': wav}))
+    members = archives.read_cat(tmp_path / "s.cat")
+    assert [m for m, _ in members] == ["00_Sheep.wav", "01_Cow.wav"] and members[1][1] == wav
+    (tmp_path / "bad.rcc").write_bytes(b"RIFF0000")
+    with pytest.raises(archives.ArchiveError, match="not a Qt resource"):
+        archives.read_rcc(tmp_path / "bad.rcc")
+
+
+def test_curated_table_adds_capped_train_rows_of_known_classes_only(tmp_path):
+    from codecsep.data.sources import curated
+
+    table = curated.read_table()
+    labels = {lab for rows in table.values() for lab in rows.values()}
+    assert labels <= set(CAPTIONS) and "speech" not in labels
+    known = set(instruments.INSTRUMENTS) | {r.label for r in sfx.RULES}
+    assert labels <= known
+    if REAL_MANIFEST.is_file():  # the table must not create a class of the built corpus
+        from codecsep.data.manifest import read_manifest
+
+        assert labels <= {c.label for c in read_manifest(REAL_MANIFEST)}
+    for i in range(5):
+        _sine_wav(tmp_path / f"steps/{i}.wav")
+    recs = curated.table_recordings("pkg", tmp_path, {f"steps/{i}.wav": "footsteps" for i in range(5)}
+                                    | {"missing.wav": "cow"}, "GPL", per_label=3)
+    assert len(recs) == 3 and {r.split for r in recs} == {"train"} and {r.label for r in recs} == {"footsteps"}
+    assert recs == curated.table_recordings("pkg", tmp_path, {f"steps/{i}.wav": "footsteps"
+                                                              for i in range(5)}, "GPL", per_label=3)

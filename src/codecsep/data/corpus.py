@@ -48,10 +48,11 @@ def collect(cache: Path, only: str | None, workers: int, limit: int | None) -> l
         from .sources import pypi, sfx
 
         recordings += sfx.collect(cache, extra_roots=pypi.roots(cache))
-    if only != "instruments":  # train-only stamp sounds and spoken names
-        from .sources import tuxpaint
+    if only != "instruments":  # train-only table-named sounds and single-word voices
+        from .sources import curated, tuxpaint
 
-        recordings += tuxpaint.collect(cache, speech=only != "sfx", sounds=only != "speech")
+        for source in (tuxpaint, curated):
+            recordings += source.collect(cache, speech=only != "sfx", sounds=only != "speech")
     if limit:
         recordings = _limit_per_label(recordings, limit)
     return recordings

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from .base import Recording
+from .curated import table_recordings
 from .debian import extract, package_license
 from .speech import cap_per_speaker
 
@@ -60,12 +61,6 @@ def speaker_of(rel: str) -> str | None:
     return None if m is None else f"tuxpaint-{m.group(1) or 'en'}"
 
 
-def _category(label: str) -> str:
-    from .instruments import INSTRUMENTS
-
-    return "music" if label in INSTRUMENTS else "sfx"
-
-
 def collect(cache: Path, speech: bool = True, sounds: bool = True) -> list[Recording]:
     """Train-only recordings: the labelled stamp sounds and/or the spoken descriptions."""
     root = extract(PACKAGE, cache)
@@ -73,11 +68,7 @@ def collect(cache: Path, speech: bool = True, sounds: bool = True) -> list[Recor
     lic = package_license(PACKAGE, root)
     recordings = []
     if sounds:
-        for rel, label in sorted(SOUNDS.items()):
-            if (base / rel).is_file():
-                recordings.append(Recording(
-                    src=str(base / rel), label=label, category=_category(label), source=PACKAGE,
-                    source_id=f"{PACKAGE}:{rel}", split_group=PACKAGE, license=lic, split="train"))
+        recordings += table_recordings(PACKAGE, base, SOUNDS, lic)
     if speech:
         by_speaker: dict[str, list[Recording]] = {}
         for path in sorted(base.rglob("*.ogg")):

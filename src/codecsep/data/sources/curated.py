@@ -1,0 +1,119 @@
+"""Train-only recordings from packages the keyword rules do not cover, named by an explicit table.
+
+`curated.tsv` lists, per package, the files (or archive members, `ARCHIVE::member`) that hold one
+sound of a class the corpus already has, with the reason in the survey's review (file and
+directory names, the packages' credit files, spectrograms where a name was unclear). Everything
+else in those packages is unused, so no class can appear and no valid or test row changes: the
+rows all go to TRAIN. Their value is variety: the effect classes had 5-47 training recordings
+from 1-3 packages each, and the test (and the hidden) recordings come from other packages.
+
+Each (package, label) contributes at most `MAX_PER_PACKAGE_LABEL` recordings (hash-chosen), so
+one game's 29 footstep variants do not become the footsteps class.
+
+Speech: KTuberling's spoken words (`ktuberling-data`), one speaker per language, capped like the
+other single-word voices (`speech.cap_per_speaker`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+from .archives import ARCHIVE_READERS, unpack
+from .base import Recording
+from .debian import AUDIO_EXTENSIONS, extract, package_license
+from .speech import cap_per_speaker
+
+log = logging.getLogger(__name__)
+
+TABLE = Path(__file__).with_name("curated.tsv")
+MAX_PER_PACKAGE_LABEL = 12
+KTUBERLING = "ktuberling-data"
+KTUBERLING_SOUNDS = "usr/share/ktuberling/sounds"
+MAX_PER_SPEAKER = 60
+
+
+def read_table(path: Path = TABLE) -> dict[str, dict[str, str]]:
+    """package -> {path in package: label}, from the tab-separated table (# lines are comments)."""
+    table: dict[str, dict[str, str]] = defaultdict(dict)
+    with open(path) as f:
+        for row in csv.reader((line for line in f if line.strip() and not line.startswith("#")),
+                              delimiter="\t"):
+            package, rel, label = row[:3]
+            table[package][rel] = label
+    return dict(table)
+
+
+def resolve(root: Path, rel: str) -> Path:
+    """The file of a table path; `ARCHIVE::member` lives under `root/_unz/<archive name>/` (zips
+    are unpacked there by `debian.extract`, .rcc and .cat banks here, once per archive)."""
+    if "::" not in rel:
+        return root / rel
+    archive, member = rel.split("::", 1)
+    dest = root / "_unz" / Path(archive).name
+    if Path(archive).suffix.lower() in ARCHIVE_READERS and not (dest / ".done").exists():
+        unpack(root / archive, dest, AUDIO_EXTENSIONS)
+        (dest / ".done").touch()
+    return dest / member
+
+
+def category_of(label: str) -> str:
+    from .instruments import INSTRUMENTS
+
+    return "music" if label in INSTRUMENTS else "sfx"
+
+
+def table_recordings(package: str, base: Path, table: dict[str, str], lic: str,
+                     per_label: int | None = None) -> list[Recording]:
+    """Train recordings for the `table` files present under `base` (source id `package:rel`);
+    at most `per_label` per label, chosen by the md5 of the path."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for rel, label in sorted(table.items()):
+        by_label[label].append(rel)
+    chosen = sorted(rel for rels in by_label.values() for rel in (
+        rels if per_label is None else
+        sorted(rels, key=lambda r: hashlib.md5(r.encode()).hexdigest())[:per_label]))
+    recordings = []
+    for rel in chosen:
+        path = resolve(base, rel)
+        if not path.is_file():
+            log.warning("%s: %s not found", package, rel)
+            continue
+        recordings.append(Recording(
+            src=str(path), label=table[rel], category=category_of(table[rel]), source=package,
+            source_id=f"{package}:{rel}", split_group=package, license=lic, split="train"))
+    return recordings
+
+
+def ktuberling_speakers(root: Path) -> dict[str, list[Recording]]:
+    """KTuberling's words by language directory: speaker `ktuberling-<lang>`."""
+    lic = package_license(KTUBERLING, root)
+    by_speaker: dict[str, list[Recording]] = {}
+    for path in sorted((root / KTUBERLING_SOUNDS).rglob("*")):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+            continue
+        lang = path.relative_to(root / KTUBERLING_SOUNDS).parts[0]
+        if "@" in lang:  # sr@latin, sr@ijekavian...: copies of another language's recordings
+            continue
+        speaker = f"ktuberling-{lang}"
+        by_speaker.setdefault(speaker, []).append(Recording(
+            src=str(path), label="speech", category="speech", source=KTUBERLING,
+            source_id=f"{speaker}:{path.name}", split_group=speaker, license=lic, split="train",
+            extra={"speaker": speaker}))
+    return by_speaker
+
+
+def collect(cache: Path, speech: bool = True, sounds: bool = True) -> list[Recording]:
+    recordings = []
+    if sounds:
+        for package, table in sorted(read_table().items()):
+            root = extract(package, cache)
+            recordings += table_recordings(package, root, table, package_license(package, root),
+                                           per_label=MAX_PER_PACKAGE_LABEL)
+    if speech:
+        recordings += cap_per_speaker(ktuberling_speakers(extract(KTUBERLING, cache)),
+                                      lambda _: MAX_PER_SPEAKER)
+    return recordings
