@@ -335,7 +335,27 @@ def _cat(entries: dict[str, bytes]) -> bytes:
     return table + body
 
 
-def test_archive_readers_unpack_rcc_and_cat_audio(tmp_path):
+def _c4group(entries: list[tuple[str, bytes, bool]], packed: bool = True) -> bytes:
+    """An OpenClonk group of (name, bytes, is_child_group) entries; gzipped with the 1e 8c magic."""
+    import gzip
+    import struct
+
+    head = bytearray(204)
+    head[:24] = b"RedWolf Design GrpFolder"
+    struct.pack_into("<3i", head, 28, 1, 2, len(entries))
+    for i in range(0, len(head) - 2, 3):
+        head[i], head[i + 2] = head[i + 2], head[i]
+    table, blob = b"", b""
+    for name, data, child in entries:
+        entry = bytearray(316)
+        entry[:len(name)] = name.encode()
+        struct.pack_into("<5i", entry, 260, 0, int(child), len(data), 0, len(blob))
+        table, blob = table + bytes(entry), blob + data
+    raw = bytes(b ^ 237 for b in head) + table + blob
+    return b"\x1e\x8c" + gzip.compress(raw)[2:] if packed else raw
+
+
+def test_archive_readers_unpack_rcc_cat_and_openclonk_audio(tmp_path):
     from codecsep.data.sources import archives
 
     wav = _sine_wav(tmp_path / "a.wav").read_bytes()
@@ -348,6 +368,10 @@ def test_archive_readers_unpack_rcc_and_cat_audio(tmp_path):
     (tmp_path / "s.cat").write_bytes(_cat({'"Sheep". Original by X': wav, '"Cow"': wav}))
     members = archives.read_cat(tmp_path / "s.cat")
     assert [m for m, _ in members] == ["00_Sheep.wav", "01_Cow.wav"] and members[1][1] == wav
+    inner = _c4group([("Chop1.wav", wav, False), ("Readme.txt", b"x", False)], packed=False)
+    (tmp_path / "Sound.ocg").write_bytes(_c4group([("Tree.ocg", inner, True), ("Splash.ogg", b"OggS", False)]))
+    assert dict(archives.read_c4group(tmp_path / "Sound.ocg")) == {
+        "Tree.ocg/Chop1.wav": wav, "Tree.ocg/Readme.txt": b"x", "Splash.ogg": b"OggS"}
     (tmp_path / "bad.rcc").write_bytes(b"RIFF0000")
     with pytest.raises(archives.ArchiveError, match="not a Qt resource"):
         archives.read_rcc(tmp_path / "bad.rcc")

@@ -1,4 +1,4 @@
-"""Readers for the two non-zip archive formats that hold labelled audio in Debian packages.
+"""Readers for the non-zip archive formats that hold labelled audio in Debian packages.
 
 - Qt binary resources (`.rcc`, GCompris 3.x keeps every activity's data in one): header `qres`,
   u32 version (1-3), u32 offsets of the tree, data and names sections (all big-endian). Tree
@@ -6,6 +6,12 @@
   for a directory u32 child count + u32 first child, for a file u16 country + u16 language + u32
   data offset. Names: u16 length (UTF-16 units), u32 hash, UTF-16BE text. Data: u32 size, then
   the payload; flag 0x01 = zlib with a u32 uncompressed size first (qCompress), 0x04 = zstd.
+- OpenClonk groups (`.ocg`, `.ocd`, `.ocf`: C4Group): a gzip stream whose magic 1f 8b is
+  written 1e 8c; inside, a 204-byte header scrambled by XOR 237 and swapping bytes i and i+2 of
+  every triple (id `RedWolf Design GrpFolder`, i32 entry count at byte 36), then per entry 316
+  bytes: a 260-byte name and i32 packed, child, size, reserved, offset (from the end of the
+  entry table). A child group has the same layout, not gzipped again: members of nested groups
+  are named `Outer.ocg/Inner.ocg/file.ogg`.
 - Transport Tycoon sound banks (`.cat`, OpenTTD's OpenSFX): a table of N little-endian u32
   (offset, size) pairs (the first offset is 8 N; bit 31 of an offset is a format flag), and at
   each offset a u8 name length, the NUL-terminated name (OpenSFX: `"Sheep". Original ...`), then
@@ -17,13 +23,14 @@
 
 from __future__ import annotations
 
+import gzip
 import struct
 import subprocess
 import zlib
 from pathlib import Path
 
 RCC_COMPRESSED, RCC_DIRECTORY, RCC_ZSTD = 0x01, 0x02, 0x04
-ARCHIVE_READERS = (".rcc", ".cat")
+C4_HEADER, C4_ENTRY, C4_ID = 204, 316, b"RedWolf Design GrpFolder"
 
 
 class ArchiveError(ValueError):
@@ -77,6 +84,39 @@ def read_rcc(path) -> list[tuple[str, bytes]]:
     return out
 
 
+def _c4_members(raw: bytes, base: int, prefix: str, path) -> list[tuple[str, bytes]]:
+    head = bytearray(b ^ 237 for b in raw[base:base + C4_HEADER])
+    for i in range(0, len(head) - 2, 3):
+        head[i], head[i + 2] = head[i + 2], head[i]
+    if not head.startswith(C4_ID):
+        raise ArchiveError(f"{path}: not an OpenClonk group at byte {base}")
+    (count,) = struct.unpack_from("<i", head, 36)
+    table = base + C4_HEADER
+    data = table + count * C4_ENTRY
+    out = []
+    for i in range(count):
+        entry = raw[table + i * C4_ENTRY:table + (i + 1) * C4_ENTRY]
+        name = entry[:260].split(b"\0", 1)[0].decode("latin-1")
+        _, child, size, _, offset = struct.unpack_from("<5i", entry, 260)
+        if child:
+            out += _c4_members(raw, data + offset, f"{prefix}{name}/", path)
+        else:
+            out.append((prefix + name, raw[data + offset:data + offset + size]))
+    return out
+
+
+def read_c4group(path) -> list[tuple[str, bytes]]:
+    """Every file of an OpenClonk group, nested groups included, as (member path, bytes)."""
+    buf = Path(path).read_bytes()
+    if buf[:2] not in (b"\x1e\x8c", b"\x1f\x8b"):
+        raise ArchiveError(f"{path}: not a packed OpenClonk group (starts {buf[:2]!r})")
+    try:
+        raw = gzip.decompress(b"\x1f\x8b" + buf[2:])
+    except (OSError, EOFError) as e:
+        raise ArchiveError(f"{path}: broken OpenClonk group: {e}") from e
+    return _c4_members(raw, 0, "", path)
+
+
 def cat_member_name(index: int, name: str) -> str:
     """`NN_<title>.wav`: the quoted title of an OpenSFX entry name (else the whole name), made
     file-safe; the index keeps repeated titles apart."""
@@ -103,10 +143,15 @@ def read_cat(path) -> list[tuple[str, bytes]]:
     return out
 
 
+READERS = {".rcc": read_rcc, ".cat": read_cat, ".ocg": read_c4group, ".ocd": read_c4group,
+           ".ocf": read_c4group}
+ARCHIVE_READERS = tuple(READERS)
+
+
 def unpack(archive, dest, audio_extensions=(".wav", ".ogg", ".flac", ".mp3", ".oga")) -> list[Path]:
     """Write `archive`'s audio members under `dest` (paths that would leave it are refused)."""
     archive, dest = Path(archive), Path(dest)
-    reader = {".rcc": read_rcc, ".cat": read_cat}.get(archive.suffix.lower())
+    reader = READERS.get(archive.suffix.lower())
     if reader is None:
         raise ArchiveError(f"{archive}: no reader for {archive.suffix!r} (have {ARCHIVE_READERS})")
     written = []

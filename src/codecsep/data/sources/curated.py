@@ -49,10 +49,12 @@ def read_table(path: Path = TABLE) -> dict[str, dict[str, str]]:
 
 def resolve(root: Path, rel: str) -> Path:
     """The file of a table path; `ARCHIVE::member` lives under `root/_unz/<archive name>/` (zips
-    are unpacked there by `debian.extract`, .rcc and .cat banks here, once per archive)."""
+    are unpacked there by `debian.extract`, the `archives` formats here, once per archive)."""
     if "::" not in rel:
         return root / rel
     archive, member = rel.split("::", 1)
+    if (root / archive).is_dir():  # a group shipped unpacked (OpenClonk's Music.ocg)
+        return root / archive / member
     dest = root / "_unz" / Path(archive).name
     if Path(archive).suffix.lower() in ARCHIVE_READERS and not (dest / ".done").exists():
         unpack(root / archive, dest, AUDIO_EXTENSIONS)
