@@ -13,14 +13,15 @@ from codecsep.errors import CodecSepError
 from codecsep.evaluate import ItemLog
 
 
-def result(folder, model, scores, fingerprint="set1", **run):
+def result(folder, model, scores, fingerprint="set1", labels=None, **run):
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({
         "model": model, "protocol": "two_source", "prompt_mode": "label", "task": "extract",
         "eval_set_fingerprint": fingerprint, **run}))
     log = ItemLog(folder / "items.csv")
     for i, s in enumerate(scores):
-        log.append({"mixture_id": f"m{i}", "source_index": 0, "si_sdri": s})
+        log.append({"mixture_id": f"m{i}", "source_index": 0, "si_sdri": s,
+                    **({"label": labels[i]} if labels else {})})
     return folder
 
 
@@ -62,3 +63,14 @@ def test_cli_prints_the_difference(tmp_path, capsys):
     assert "A - B = +1.00" in out and "3 items" in out
     assert cli.main(["compare", str(a), str(b), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mean_difference"] == pytest.approx(1.0)
+
+
+def test_by_label_gives_the_paired_mean_of_each_class(tmp_path):
+    labels = ["cow", "cow", "violin", "violin", "violin"]
+    a = result(tmp_path / "a", "new", [5.0, 7.0, 1.0, 1.0, 1.0], labels=labels)
+    b = result(tmp_path / "b", "old", [1.0, 1.0, 2.0, 2.0, 2.0], labels=labels)
+    r = paired_difference(a, b, by="label")
+    assert [(g["group"], g["n"], g["mean_difference"], g["a"]) for g in r["groups"]] == [
+        ("cow", 2, 5.0, 6.0), ("violin", 3, -1.0, 1.0)]  # largest gain first
+    with pytest.raises(CodecSepError, match="no column 'speaker'"):
+        paired_difference(a, b, by="speaker")

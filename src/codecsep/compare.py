@@ -8,6 +8,7 @@ prompt mode and task) are paired item by item; the mean of the per-item differen
 metric (SI-SDRi by default) comes with a 95% percentile-bootstrap CI. Pairing removes the
 difficulty of each mixture from the comparison, so the CI is much narrower than the two
 unpaired CIs suggest. Items scored by only one side, or NaN on either, are left out and counted.
+`--by label` adds the paired mean per value of an items.csv column (which classes moved).
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ def _run_info(folder: Path) -> dict:
         raise CodecSepError(f"{path}: unreadable ({e})") from e
 
 
-def _scores(folder: Path, metric: str) -> dict:
+def _rows(folder: Path, *columns: str) -> dict:
     rows = ItemLog(folder / "items.csv").rows
-    if rows and metric not in next(iter(rows.values())):
-        raise CodecSepError(f"{folder}: items.csv has no column {metric!r}")
+    for column in columns:
+        if rows and column not in next(iter(rows.values())):
+            raise CodecSepError(f"{folder}: items.csv has no column {column!r}")
+    return rows
+
+
+def _scores(folder: Path, metric: str) -> dict:
     out = {}
-    for key, row in rows.items():
+    for key, row in _rows(folder, metric).items():
         try:
             out[key] = float(row[metric])
         except ValueError:  # an empty cell: the metric was not computed for this item
@@ -48,16 +54,27 @@ def _scores(folder: Path, metric: str) -> dict:
     return out
 
 
-def paired_difference(a: Path, b: Path, metric: str = "si_sdri") -> dict:
-    """Mean and 95% CI of metric(A) - metric(B) over the items both scored."""
+def _groups(sa: dict, sb: dict, keys: list, group_of: dict) -> list[dict]:
+    """Paired mean difference per group, largest gain first."""
+    by: dict[str, list[float]] = {}
+    for k in keys:
+        by.setdefault(group_of[k], []).append(sa[k] - sb[k])
+    out = [{"group": g, "n": len(d), "a": float(np.mean([sa[k] for k in keys if group_of[k] == g])),
+            "mean_difference": float(np.mean(d))} for g, d in by.items()]
+    return sorted(out, key=lambda r: -r["mean_difference"])
+
+
+def paired_difference(a: Path, b: Path, metric: str = "si_sdri", by: str | None = None) -> dict:
+    """Mean and 95% CI of metric(A) - metric(B) over the items both scored (and per value of
+    the items.csv column `by`, when given)."""
     info_a, info_b = _run_info(a), _run_info(b)
     for k in SAME:
         if info_a.get(k) != info_b.get(k):
             raise CodecSepError(f"{a} and {b} differ in {k} ({info_a.get(k)} vs {info_b.get(k)}): "
                                 "their items cannot be paired")
     sa, sb = _scores(a, metric), _scores(b, metric)
-    pairs = np.array([(sa[k], sb[k]) for k in sorted(set(sa) & set(sb))]).reshape(-1, 2)
-    pairs = pairs[np.isfinite(pairs).all(1)]
+    keys = [k for k in sorted(set(sa) & set(sb)) if np.isfinite([sa[k], sb[k]]).all()]
+    pairs = np.array([(sa[k], sb[k]) for k in keys]).reshape(-1, 2)
     if len(pairs) < 2:
         raise CodecSepError(f"{a} and {b} share fewer than 2 items scored with {metric}")
     diff = pairs[:, 0] - pairs[:, 1]
@@ -66,7 +83,9 @@ def paired_difference(a: Path, b: Path, metric: str = "si_sdri") -> dict:
             "a": {"model": info_a.get("model"), "mean": float(pairs[:, 0].mean())},
             "b": {"model": info_b.get("model"), "mean": float(pairs[:, 1].mean())},
             "mean_difference": float(diff.mean()), "ci95": [lo, hi], "n": len(diff),
-            "a_wins": int((diff > 0).sum()), "left_out": len(set(sa) | set(sb)) - len(diff)}
+            "a_wins": int((diff > 0).sum()), "left_out": len(set(sa) | set(sb)) - len(diff),
+            **({"by": by, "groups": _groups(sa, sb, keys, {k: r[by] for k, r in _rows(a, by).items()})}
+               if by else {})}
 
 
 def register(subparsers) -> None:
@@ -74,12 +93,14 @@ def register(subparsers) -> None:
     p.add_argument("a", type=Path, help="result folder of model A")
     p.add_argument("b", type=Path, help="result folder of model B (same evaluation set)")
     p.add_argument("--metric", default="si_sdri", help="items.csv column (default %(default)s)")
+    p.add_argument("--by", default=None, metavar="COLUMN",
+                   help="also the paired mean per value of this items.csv column (e.g. label)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    r = paired_difference(args.a, args.b, args.metric)
+    r = paired_difference(args.a, args.b, args.metric, args.by)
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
@@ -88,4 +109,6 @@ def _run(args: argparse.Namespace) -> int:
           f"{r['b']['mean']:.2f}; A - B = {r['mean_difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] "
           f"(95% paired bootstrap, {r['n']} items, A better on {r['a_wins']}; "
           f"{r['left_out']} left out)")
+    for g in r.get("groups", []):
+        print(f"  {r['by']} {g['group']:<20} A {g['a']:6.2f}  A - B {g['mean_difference']:+6.2f}  ({g['n']} items)")
     return 0
