@@ -44,9 +44,9 @@ def _rows(folder: Path, *columns: str) -> dict:
     return rows
 
 
-def _scores(folder: Path, metric: str) -> dict:
+def _scores(rows: dict, metric: str) -> dict:
     out = {}
-    for key, row in _rows(folder, metric).items():
+    for key, row in rows.items():
         try:
             out[key] = float(row[metric])
         except ValueError:  # an empty cell: the metric was not computed for this item
@@ -56,11 +56,11 @@ def _scores(folder: Path, metric: str) -> dict:
 
 def _groups(sa: dict, sb: dict, keys: list, group_of: dict) -> list[dict]:
     """Paired mean difference per group, largest gain first."""
-    by: dict[str, list[float]] = {}
+    by: dict[str, list[tuple[float, float]]] = {}
     for k in keys:
-        by.setdefault(group_of[k], []).append(sa[k] - sb[k])
-    out = [{"group": g, "n": len(d), "a": float(np.mean([sa[k] for k in keys if group_of[k] == g])),
-            "mean_difference": float(np.mean(d))} for g, d in by.items()]
+        by.setdefault(group_of[k], []).append((sa[k], sa[k] - sb[k]))
+    out = [{"group": g, "n": len(v), "a": float(np.mean([x for x, _ in v])),
+            "mean_difference": float(np.mean([d for _, d in v]))} for g, v in by.items()]
     return sorted(out, key=lambda r: -r["mean_difference"])
 
 
@@ -72,7 +72,8 @@ def paired_difference(a: Path, b: Path, metric: str = "si_sdri", by: str | None 
         if info_a.get(k) != info_b.get(k):
             raise CodecSepError(f"{a} and {b} differ in {k} ({info_a.get(k)} vs {info_b.get(k)}): "
                                 "their items cannot be paired")
-    sa, sb = _scores(a, metric), _scores(b, metric)
+    rows_a = _rows(a, metric, *([by] if by else []))
+    sa, sb = _scores(rows_a, metric), _scores(_rows(b, metric), metric)
     keys = [k for k in sorted(set(sa) & set(sb)) if np.isfinite([sa[k], sb[k]]).all()]
     pairs = np.array([(sa[k], sb[k]) for k in keys]).reshape(-1, 2)
     if len(pairs) < 2:
@@ -84,7 +85,7 @@ def paired_difference(a: Path, b: Path, metric: str = "si_sdri", by: str | None 
             "b": {"model": info_b.get("model"), "mean": float(pairs[:, 1].mean())},
             "mean_difference": float(diff.mean()), "ci95": [lo, hi], "n": len(diff),
             "a_wins": int((diff > 0).sum()), "left_out": len(set(sa) | set(sb)) - len(diff),
-            **({"by": by, "groups": _groups(sa, sb, keys, {k: r[by] for k, r in _rows(a, by).items()})}
+            **({"by": by, "groups": _groups(sa, sb, keys, {k: r[by] for k, r in rows_a.items()})}
                if by else {})}
 
 

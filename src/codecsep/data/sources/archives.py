@@ -29,6 +29,8 @@ import subprocess
 import zlib
 from pathlib import Path
 
+from .debian import AUDIO_EXTENSIONS
+
 RCC_COMPRESSED, RCC_DIRECTORY, RCC_ZSTD = 0x01, 0x02, 0x04
 C4_HEADER, C4_ENTRY, C4_ID = 204, 316, b"RedWolf Design GrpFolder"
 
@@ -148,7 +150,7 @@ READERS = {".rcc": read_rcc, ".cat": read_cat, ".ocg": read_c4group, ".ocd": rea
 ARCHIVE_READERS = tuple(READERS)
 
 
-def unpack(archive, dest, audio_extensions=(".wav", ".ogg", ".flac", ".mp3", ".oga")) -> list[Path]:
+def unpack(archive, dest, audio_extensions=AUDIO_EXTENSIONS) -> list[Path]:
     """Write `archive`'s audio members under `dest` (paths that would leave it are refused)."""
     archive, dest = Path(archive), Path(dest)
     reader = READERS.get(archive.suffix.lower())

@@ -25,7 +25,7 @@ from pathlib import Path
 from .archives import ARCHIVE_READERS, unpack
 from .base import Recording
 from .debian import AUDIO_EXTENSIONS, extract, package_license
-from .speech import cap_per_speaker
+from .speech import cap_per_speaker, voice
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def resolve(root: Path, rel: str) -> Path:
         return root / archive / member
     dest = root / "_unz" / Path(archive).name
     if Path(archive).suffix.lower() in ARCHIVE_READERS and not (dest / ".done").exists():
-        unpack(root / archive, dest, AUDIO_EXTENSIONS)
+        unpack(root / archive, dest)
         (dest / ".done").touch()
     return dest / member
 
@@ -73,13 +73,13 @@ def table_recordings(package: str, base: Path, table: dict[str, str], lic: str,
     """Train recordings for the `table` files present under `base` (source id `package:rel`);
     at most `per_label` per label, chosen by the md5 of the path."""
     by_label: dict[str, list[str]] = defaultdict(list)
-    for rel, label in sorted(table.items()):
+    for rel, label in table.items():
         by_label[label].append(rel)
-    chosen = sorted(rel for rels in by_label.values() for rel in (
-        rels if per_label is None else
-        sorted(rels, key=lambda r: hashlib.md5(r.encode()).hexdigest())[:per_label]))
+    chosen = []
+    for rels in by_label.values():
+        chosen += sorted(rels, key=lambda r: hashlib.md5(r.encode()).hexdigest())[:per_label]
     recordings = []
-    for rel in chosen:
+    for rel in sorted(chosen):
         path = resolve(base, rel)
         if not path.is_file():
             log.warning("%s: %s not found", package, rel)
@@ -101,10 +101,7 @@ def ktuberling_speakers(root: Path) -> dict[str, list[Recording]]:
         if "@" in lang:  # sr@latin, sr@ijekavian...: copies of another language's recordings
             continue
         speaker = f"ktuberling-{lang}"
-        by_speaker.setdefault(speaker, []).append(Recording(
-            src=str(path), label="speech", category="speech", source=KTUBERLING,
-            source_id=f"{speaker}:{path.name}", split_group=speaker, license=lic, split="train",
-            extra={"speaker": speaker}))
+        by_speaker.setdefault(speaker, []).append(voice(path, path.name, speaker, KTUBERLING, lic))
     return by_speaker
 
 

@@ -86,13 +86,17 @@ def collect(cache: Path, packages=PACKAGES) -> list[Recording]:
             speaker = speaker_of(package, "/" + rel)
             if speaker is None:
                 continue
-            by_speaker[speaker].append(Recording(
-                src=str(path), label="speech", category="speech", source=package,
-                source_id=f"{speaker}:{rel}", split_group=speaker, license=lic,
-                split=SPEAKER_SPLITS.get(speaker, "train"), extra={"speaker": speaker},
-            ))
+            by_speaker[speaker].append(voice(path, rel, speaker, package, lic,
+                                             SPEAKER_SPLITS.get(speaker, "train")))
     return cap_per_speaker(
         by_speaker, lambda recs: MAX_PER_SPEAKER if recs[0].split == "train" else MAX_PER_HELDOUT_SPEAKER)
+
+
+def voice(path: Path, rel: str, speaker: str, package: str, lic: str, split: str = "train") -> Recording:
+    """One recording of `speaker` (the split group, so a speaker never spans two splits)."""
+    return Recording(src=str(path), label="speech", category="speech", source=package,
+                     source_id=f"{speaker}:{rel}", split_group=speaker, license=lic, split=split,
+                     extra={"speaker": speaker})
 
 
 def cap_per_speaker(by_speaker: dict[str, list[Recording]], cap_of, key=lambda r: r.source_id):

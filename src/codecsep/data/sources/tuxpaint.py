@@ -20,7 +20,7 @@ from pathlib import Path
 from .base import Recording
 from .curated import table_recordings
 from .debian import extract, package_license
-from .speech import cap_per_speaker
+from .speech import cap_per_speaker, voice
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = "usr/share/tuxpaint/stamps"
@@ -75,10 +75,7 @@ def collect(cache: Path, speech: bool = True, sounds: bool = True) -> list[Recor
             rel = str(path.relative_to(base))
             speaker = speaker_of(rel)
             if speaker is not None:
-                by_speaker.setdefault(speaker, []).append(Recording(
-                    src=str(path), label="speech", category="speech", source=PACKAGE,
-                    source_id=f"{speaker}:{rel}", split_group=speaker, license=lic, split="train",
-                    extra={"speaker": speaker}))
+                by_speaker.setdefault(speaker, []).append(voice(path, rel, speaker, PACKAGE, lic))
         recordings += cap_per_speaker(by_speaker, lambda _: MAX_PER_SPEAKER,
                                       key=lambda r: r.source_id.split(":", 1)[1])
     return recordings
