@@ -396,3 +396,56 @@ def test_curated_table_adds_capped_train_rows_of_known_classes_only(tmp_path):
     assert len(recs) == 3 and {r.split for r in recs} == {"train"} and {r.label for r in recs} == {"footsteps"}
     assert recs == curated.table_recordings("pkg", tmp_path, {f"steps/{i}.wav": "footsteps"
                                                               for i in range(5)}, "GPL", per_label=3)
+
+
+def test_extract_unpacks_only_the_named_members_of_large_packages(tmp_path):
+    """FlightGear's 1.3 GB data package is unpacked for its Sounds/ and docs only."""
+    import shutil
+    import subprocess
+
+    from codecsep.data.sources.debian import EXTRACT_ONLY, extract
+
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb not available")
+    package = "flightgear-data-base"
+    assert package in EXTRACT_ONLY
+    tree = tmp_path / "pkg"
+    _sine_wav(tree / "usr/share/games/flightgear/Sounds/prop.wav")
+    _sine_wav(tree / "usr/share/games/flightgear/Aircraft/c172p/Sounds/engine.wav")
+    (tree / "usr/share/games/flightgear/Models").mkdir(parents=True)
+    (tree / "usr/share/games/flightgear/Models/plane.ac").write_text("scenery")
+    (tree / f"usr/share/doc/{package}").mkdir(parents=True)
+    (tree / f"usr/share/doc/{package}/copyright").write_text("License: GPL-2+\n")
+    (tree / "DEBIAN").mkdir()
+    (tree / "DEBIAN/control").write_text(f"Package: {package}\nVersion: 1\nArchitecture: all\n"
+                                         "Maintainer: t <t@t>\nDescription: test\n")
+    (tmp_path / "cache/debs").mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "--build", str(tree), str(tmp_path / f"cache/debs/{package}_1_all.deb")],
+                   check=True, capture_output=True)
+    root = extract(package, tmp_path / "cache")
+    assert (root / "usr/share/games/flightgear/Sounds/prop.wav").is_file()
+    assert (root / "usr/share/games/flightgear/Aircraft/c172p/Sounds/engine.wav").is_file()
+    assert (root / f"usr/share/doc/{package}/copyright").is_file()
+    assert not (root / "usr/share/games/flightgear/Models").exists()
+
+
+def test_mislabelled_recordings_leave_after_the_split_assignment():
+    """A recording `MISLABELLED` names is dropped and logged; the rest keep their order."""
+    from codecsep.data import corpus
+
+    def rec(source_id, label):
+        return Recording(src="x.wav", label=label, category="sfx", source=source_id.split(":")[0],
+                         source_id=source_id, split_group="g", license="GPL")
+
+    kept = [(rec("wesnoth-1.16-data:usr/share/games/wesnoth/1.16/data/core/sounds/horse-canter.wav",
+                 "horse"), None),
+            (rec("wesnoth-1.16-data:usr/share/games/wesnoth/1.16/data/core/sounds/horse-die.ogg",
+                 "horse"), None),
+            (rec("asterisk-it-carlo:usr/share/asterisk/sounds/it_IT_m_Carlo/tt-monkeys.wav", "speech"),
+             None),
+            (rec("asterisk-it-carlo:usr/share/asterisk/sounds/it_IT_m_Carlo/tt-monkeysintro.wav",
+                 "speech"), None)]
+    dropped: list[str] = []
+    out = corpus.drop_mislabelled(kept, dropped)
+    assert [r.source_id.rsplit("/", 1)[-1] for r, _ in out] == ["horse-die.ogg", "tt-monkeysintro.wav"]
+    assert len(dropped) == 2 and all("mislabelled" in d for d in dropped)

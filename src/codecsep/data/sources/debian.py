@@ -72,6 +72,13 @@ def fetch_deb(package: str, cache: Path) -> Path:
     return found[-1]
 
 
+# Packages of which only some members are unpacked (tar wildcards): FlightGear's data is 1.3 GB
+# of scenery, models and textures around a few MB of sounds.
+EXTRACT_ONLY = {
+    "flightgear-data-base": ("*/Sounds/*", "./usr/share/doc/*"),
+}
+
+
 def extract(package: str, cache: Path) -> Path:
     """Unpack `package`'s data (and the audio inside its archives) into cache/extract/PACKAGE."""
     root = Path(cache) / "extract" / package
@@ -80,7 +87,8 @@ def extract(package: str, cache: Path) -> Path:
         return root
     deb = fetch_deb(package, cache)
     root.mkdir(parents=True, exist_ok=True)
-    cmd = f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{root}'"
+    only = " ".join(f"'{pattern}'" for pattern in EXTRACT_ONLY.get(package, ()))
+    cmd = f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{root}'" + (f" --wildcards {only}" if only else "")
     subprocess.run(cmd, shell=True, check=True)
     for archive in sorted(p for p in root.rglob("*") if p.suffix.lower() in ARCHIVE_EXTENSIONS):
         _unzip_audio(archive, root / "_unz" / archive.name)
