@@ -146,3 +146,22 @@ def test_deploy_table_follows_the_cost_table_when_deploy_json_exists(results):
         build_report(results / "README.md", results / "nothing", results / "bench.json",
                      deploy_file=results / "deploy.json",
                           codec_file=results / "no-codec.json")
+
+
+def test_a_result_on_an_earlier_draw_of_the_evaluation_set_is_marked(results):
+    """run.json's eval_set_fingerprint: the newest evaluation of a protocol names the set in use;
+    a row measured on another fingerprint gets a dagger and the note, the others do not."""
+    import os
+
+    root = results / "results" / "eval"
+    for i, (model, fp, t) in enumerate([("resunet:old", "aaaa", 1e9), ("codecsep", "bbbb", 2e9)]):
+        d = root / f"fp{i}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(summary(model, "dnr", 3.0 + i)))
+        (d / "run.json").write_text(json.dumps({"eval_set_fingerprint": fp}))
+        os.utime(d / "summary.json", (t, t))
+    _, new = build_report(results / "README.md", root, results / "bench.json",
+                          deploy_file=results / "no-deploy.json", codec_file=results / "no-codec.json")
+    rows = {line.split("|")[1].strip(): line for line in new.splitlines() if line.startswith("| `")}
+    assert rows["`resunet:old`"].rstrip(" |").endswith("(100) †")
+    assert "†" not in rows["`codecsep`"] and "earlier draw" in new
