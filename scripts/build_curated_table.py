@@ -39,11 +39,10 @@ REJECT = {  # (substring of path) -> why
     "falling_bomb_with_explosion": "two sounds in sequence", "rockets_launched_then_explosion": "two sounds in sequence",
     "splash_and_waves": "waves too", "eerie_fantasy_horn": "a drone, not a horn signal",
     "typewriter": "a typewriter is not a computer keyboard", "type_writer": "a typewriter is not a computer keyboard",
-    "hawk_": "a hawk cry, not song", "sad_trumpet": "a sound-effect phrase (trumpet or trombone)",
+    "hawk_": "a hawk cry, not song", "::SPY_DIE": "a comic cry", "sad_trumpet": "a sound-effect phrase (trumpet or trombone)",
 }
 # Packages whose proposals are not used (yet): their audio needs a reader the corpus builder does not have.
 NOT_READ = {
-    "7kaa-data": "sounds inside RESOURCE/A_WAVE*.RES packs (reader not written yet)",
     "teeworlds-data": "WavPack files (libsndfile cannot read them)",
     "freedoom": "Doom WAD lumps, 8-bit (reader not written yet)",
     "xmoto-data": "XBI3 pack (reader not written yet); one medium impact",
@@ -61,7 +60,10 @@ for tsv in sorted((ROOT / "results/corpus").glob("survey-*/proposals-*.tsv")):
             continue
         if "dup-of-surveyed" in r.get("note", "") or "same md5 as another helper proposal" in r.get("note", ""):
             continue
-        rows.append((r["package"], r["path_in_package"], r["label"], r["confidence"]))
+        path = r["path_in_package"]
+        if ".RES::" in path and not path.lower().endswith(".wav"):  # archives.read_res names members NAME.wav
+            path += ".wav"
+        rows.append((r["package"], path, r["label"], r["confidence"]))
 out = ROOT / "src/codecsep/data/sources/curated.tsv"
 with open(out, "w") as f:
     f.write("# Train-only recordings named by an explicit table (reviewed surveys, results/corpus/survey-*: file and\n"

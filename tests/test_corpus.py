@@ -355,7 +355,19 @@ def _c4group(entries: list[tuple[str, bytes, bool]], packed: bool = True) -> byt
     return b"\x1e\x8c" + gzip.compress(raw)[2:] if packed else raw
 
 
-def test_archive_readers_unpack_rcc_cat_and_openclonk_audio(tmp_path):
+def _res(entries: dict[str, bytes]) -> bytes:
+    """A Seven Kingdoms .res pack of `entries` {name: bytes} (N + 1 index entries, the last the end)."""
+    import struct
+
+    start = 2 + 13 * (len(entries) + 1)
+    index, body = b"", b""
+    for name in [*entries, ""]:
+        index += name.encode("latin-1").ljust(9, b"\0") + struct.pack("<I", start + len(body))
+        body += entries.get(name, b"")
+    return struct.pack("<H", len(entries)) + index + body
+
+
+def test_archive_readers_unpack_rcc_cat_res_and_openclonk_audio(tmp_path):
     from codecsep.data.sources import archives
 
     wav = _sine_wav(tmp_path / "a.wav").read_bytes()
@@ -372,6 +384,14 @@ def test_archive_readers_unpack_rcc_cat_and_openclonk_audio(tmp_path):
     (tmp_path / "Sound.ocg").write_bytes(_c4group([("Tree.ocg", inner, True), ("Splash.ogg", b"OggS", False)]))
     assert dict(archives.read_c4group(tmp_path / "Sound.ocg")) == {
         "Tree.ocg/Chop1.wav": wav, "Tree.ocg/Readme.txt": b"x", "Splash.ogg": b"OggS"}
+    (tmp_path / "A_WAVE2.RES").write_bytes(_res({"BIRDS01": wav, "SPRITE": b"\x00\x01", "SINK": wav}))
+    assert archives.read_res(tmp_path / "A_WAVE2.RES") == [("BIRDS01.wav", wav), ("SPRITE", b"\x00\x01"),
+                                                           ("SINK.wav", wav)]
+    out = archives.unpack(tmp_path / "A_WAVE2.RES", tmp_path / "r")
+    assert sorted(p.name for p in out) == ["BIRDS01.wav", "SINK.wav"]
+    (tmp_path / "bad.res").write_bytes(b"\xff\xff" + b"x" * 20)
+    with pytest.raises(archives.ArchiveError, match="Seven Kingdoms"):
+        archives.read_res(tmp_path / "bad.res")
     (tmp_path / "bad.rcc").write_bytes(b"RIFF0000")
     with pytest.raises(archives.ArchiveError, match="not a Qt resource"):
         archives.read_rcc(tmp_path / "bad.rcc")

@@ -16,6 +16,10 @@
   (offset, size) pairs (the first offset is 8 N; bit 31 of an offset is a format flag), and at
   each offset a u8 name length, the NUL-terminated name (OpenSFX: `"Sheep". Original ...`), then
   a RIFF/WAVE file.
+- Seven Kingdoms resource packs (`.res`, 7kaa's `A_WAVE1.RES` / `A_WAVE2.RES`): a little-endian
+  u16 count N, then N + 1 index entries of 13 bytes (a NUL-padded 9-byte name, a u32 absolute
+  offset); member i runs from its offset to the next entry's (the last entry only marks the end).
+  The sound packs' members are RIFF/WAVE files, written as `<NAME>.wav`.
 
 `unpack(archive, dest)` writes the audio members under `dest` (member paths kept for .rcc,
 `NN_<title>.wav` for .cat), the `_unz/<archive name>/` layout `debian.extract` uses for zips.
@@ -145,7 +149,24 @@ def read_cat(path) -> list[tuple[str, bytes]]:
     return out
 
 
-READERS = {".rcc": read_rcc, ".cat": read_cat, ".ocg": read_c4group, ".ocd": read_c4group,
+def read_res(path) -> list[tuple[str, bytes]]:
+    """Every member of a Seven Kingdoms .res pack: (`NAME.wav` for RIFF members, else NAME, bytes)."""
+    buf = Path(path).read_bytes()
+    n = struct.unpack("<H", buf[:2])[0] if len(buf) >= 2 else 0
+    if n == 0 or 2 + 13 * (n + 1) > len(buf):
+        raise ArchiveError(f"{path}: not a Seven Kingdoms resource pack ({n} entries)")
+    index = [(buf[2 + 13 * i: 11 + 13 * i].split(b"\0", 1)[0].decode("latin-1"),
+              struct.unpack("<I", buf[11 + 13 * i: 15 + 13 * i])[0]) for i in range(n + 1)]
+    out = []
+    for (name, start), (_, end) in zip(index, index[1:]):
+        if not 2 + 13 * (n + 1) <= start <= end <= len(buf) or not name:
+            raise ArchiveError(f"{path}: entry {name!r} lies outside the file")
+        data = buf[start:end]
+        out.append((f"{name}.wav" if data[:4] == b"RIFF" else name, data))
+    return out
+
+
+READERS = {".rcc": read_rcc, ".cat": read_cat, ".res": read_res, ".ocg": read_c4group, ".ocd": read_c4group,
            ".ocf": read_c4group}
 ARCHIVE_READERS = tuple(READERS)
 
