@@ -180,3 +180,16 @@ def test_varied_crop_lengths_stay_in_range_and_fixed_runs_keep_their_stream(tmp_
     with pytest.raises(CodecSepError, match="seconds_min"):
         next(separator_batches(bank, prompts, SeparatorRecipe(seconds=0.5, seconds_min=1.0),
                                16000, 0))
+
+
+def test_schedule_start_runs_a_fresh_cycle_from_a_carried_over_step():
+    """`schedule_start`: warmup and cosine run over schedule_start..steps, so a continuation whose
+    step carries over (36,000) gets the same curve a new run gets over its first steps."""
+    from codecsep.train.loop import LoopConfig, lr_at
+
+    fresh = LoopConfig(steps=1500, lr=1.5e-4, warmup=100)
+    cycle = LoopConfig(steps=37500, lr=1.5e-4, warmup=100, schedule_start=36000)
+    assert [lr_at(36000 + s, cycle) for s in (0, 50, 100, 800, 1500)] == \
+           [lr_at(s, fresh) for s in (0, 50, 100, 800, 1500)]
+    assert lr_at(37500, cycle) == pytest.approx(1.5e-5)
+    assert lr_at(36000, LoopConfig(steps=37500, lr=1.5e-4, warmup=100)) < 2e-5  # without it: the tail

@@ -35,6 +35,9 @@ class LoopConfig:
     ckpt_every: int = 250
     threads: int = 0  # 0 = leave torch's default
     stop_at: int = 0  # pause here (checkpointed) without changing the LR schedule; 0 = run to `steps`
+    # the step the LR schedule (warmup, then cosine to `steps`) starts from: a continuation of a
+    # trained checkpoint (whose step carries over) can run a fresh cycle; 0 = the run's first step
+    schedule_start: int = 0
 
 
 def export_meta(out_dir, step: int, command: str, **fields) -> dict:
@@ -55,10 +58,11 @@ def distributed_env() -> tuple[int, int]:
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
-    """Linear warmup then cosine decay to 10% of the peak."""
+    """Linear warmup then cosine decay to 10% of the peak, over steps `schedule_start`..`steps`."""
+    step, steps = max(0, step - cfg.schedule_start), cfg.steps - cfg.schedule_start
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    t = min(1.0, (step - cfg.warmup) / max(1, steps - cfg.warmup))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
