@@ -48,23 +48,18 @@ def load_summaries(eval_root) -> list[dict]:
         s = {**s, "eval_set_fingerprint": run.get("eval_set_fingerprint"), "mtime": mtime}
         if key not in found or found[key][0] < mtime:
             found[key] = (mtime, s)
-    return [s for _, s in found.values()]
-
-
-def current_sets(summaries: list[dict]) -> dict[str, str]:
-    """protocol -> fingerprint of its evaluation set in the newest evaluation: the set in use.
-    A result on another fingerprint was measured on an earlier draw of that protocol's set."""
-    newest: dict[str, dict] = {}
+    summaries = [s for _, s in found.values()]
+    # the set in use per protocol is the one of its newest evaluation; a result on another
+    # fingerprint was measured on an earlier draw of that protocol's set
+    current: dict[str, tuple[float, str]] = {}
     for s in summaries:
-        if s.get("eval_set_fingerprint") and (s["protocol"] not in newest
-                                              or newest[s["protocol"]]["mtime"] < s["mtime"]):
-            newest[s["protocol"]] = s
-    return {p: s["eval_set_fingerprint"] for p, s in newest.items()}
-
-
-def on_earlier_set(s: dict, current: dict[str, str]) -> bool:
-    fp = s.get("eval_set_fingerprint")
-    return fp is not None and current.get(s["protocol"], fp) != fp
+        fp = s["eval_set_fingerprint"]
+        if fp and s["mtime"] > current.get(s["protocol"], (-1.0, ""))[0]:
+            current[s["protocol"]] = (s["mtime"], fp)
+    for s in summaries:
+        fp = s["eval_set_fingerprint"]
+        s["earlier_set"] = bool(fp) and current[s["protocol"]][1] != fp
+    return summaries
 
 
 def _model_rank(model: str) -> tuple[int, str]:
@@ -77,17 +72,16 @@ def _num(d: dict | None, digits: int) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
-def quality_cell(s: dict | None, earlier: bool = False) -> str:
+def quality_cell(s: dict | None) -> str:
     if s is None:
         return ""
     m = s["metrics"]
     semantic = f" · sem {_num(m['semantic'], 3)}" if "semantic" in m else ""
     return (f"{_num(m.get('si_sdri'), 2)} / {_num(m.get('sdri'), 2)} / "
-            f"{_num(m.get('visqol'), 2)}{semantic} ({s['n_items']}){' †' if earlier else ''}")
+            f"{_num(m.get('visqol'), 2)}{semantic} ({s['n_items']}){' †' if s.get('earlier_set') else ''}")
 
 
 def quality_section(summaries: list[dict], task: str, mode: str) -> list[str]:
-    current = current_sets(summaries)
     group = [s for s in summaries if (s["task"], s["prompt_mode"]) == (task, mode)]
     if not group:
         return []
@@ -105,11 +99,10 @@ def quality_section(summaries: list[dict], task: str, mode: str) -> list[str]:
              "| model | " + " | ".join(protocols) + " |", "|---" * (len(protocols) + 1) + "|"]
     for model in models:
         name = f"`{model}`" + (f" (step {', '.join(steps[model])})" if steps[model] else "")
-        lines.append(f"| {name} | " + " | ".join(
-            quality_cell(cell.get((model, p)), on_earlier_set(cell.get((model, p), {"protocol": p}), current))
-            for p in protocols) + " |")
+        lines.append(f"| {name} | " + " | ".join(quality_cell(cell.get((model, p)))
+                                                 for p in protocols) + " |")
     notes = sorted({s["visqol_note"] for s in group if "visqol" in s["metrics"]})
-    if any(on_earlier_set(s, current) for s in group):
+    if any(s.get("earlier_set") for s in group):
         notes.append("† measured on an earlier draw of that protocol's evaluation set (not comparable "
                      "item by item; see results/experiments/README.md)")
     lines += ["", *(f"{n}." for n in notes)] if notes else []
