@@ -34,10 +34,10 @@ def save_tiny_codec(directory: Path) -> Path:
     return save_checkpoint(directory, "mica", TINY_CODEC, codec.state_dict(), half=True)
 
 
-def save_tiny_separator(root: Path) -> Path:
+def save_tiny_separator(root: Path, masker: MaskerConfig = TINY_MASKER) -> Path:
     """A random tiny separator whose config names its codec folder and the hash encoder."""
     codec_dir = save_tiny_codec(root / "codec")
-    cfg = SeparatorConfig(codec=str(codec_dir), text_encoder="hash", masker=TINY_MASKER)
+    cfg = SeparatorConfig(codec=str(codec_dir), text_encoder="hash", masker=masker)
     codec = load_codec(str(codec_dir))
     sep = Separator(cfg, codec=codec, text_encoder=get_text_encoder("hash"))
     return sep.save(root / "sep")

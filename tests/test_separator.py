@@ -107,3 +107,62 @@ def test_shifted_mean_of_a_shift_equivariant_function_is_exact():
 
     x = torch.randn(2, 1000)
     assert torch.allclose(shifted_mean(x, [0, 80, 160, 240], lambda c: 2 * c), 2 * x)
+
+
+# ------------------------------------------------------------------ band refiner (frequency axis)
+def _grown(band_width: int = 8) -> Masker:
+    from dataclasses import replace
+
+    return Masker(replace(TINY_MASKER, band_width=band_width, band_dim=16, band_heads=2,
+                          band_ffn_dim=32, band_context=4))
+
+
+def test_band_refiner_grows_a_checkpoint_without_changing_it():
+    from codecsep.train.separator import load_masker_state
+
+    torch.manual_seed(0)
+    base = Masker(TINY_MASKER).eval()
+    grown = _grown().eval()
+    load_masker_state(grown, base.state_dict())
+    z, c = torch.randn(2, 320, 30), torch.randn(2, 384)
+    with torch.no_grad():
+        assert torch.equal(base(z, c), grown(z, c))  # zero-initialised correction
+        grown.bands.out.weight.normal_()
+        assert not torch.allclose(base(z, c), grown(z, c))
+    with pytest.raises(CodecSepError, match="does not fit"):
+        load_masker_state(base, grown.state_dict())  # unexpected refiner weights
+
+
+def test_band_refiner_is_frame_local_and_sees_other_bands():
+    """A frame's correction depends on every band of that frame and on no other frame."""
+    torch.manual_seed(0)
+    m = _grown().eval()
+    with torch.no_grad():
+        m.bands.out.weight.normal_()
+        f, logits = torch.randn(1, 320, 5), torch.randn(1, 320, 5)
+        state, cond = torch.randn(1, 5, 32), torch.randn(1, 16)
+        y = m.bands(f, logits, state, cond)
+        f2 = f.clone()
+        f2[0, 300:, 2] += 3.0  # the top band of frame 2
+        y2 = m.bands(f2, logits, state, cond)
+    changed = (y2 - y).abs().amax(dim=1)[0]
+    assert changed[2] > 0 and torch.all(changed[[0, 1, 3, 4]] == 0)
+    assert (y2 - y)[0, :8, 2].abs().max() > 0  # the lowest band hears the top one
+
+
+def test_band_width_must_divide_the_latent():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="divide"):
+        replace(TINY_MASKER, band_width=7)
+
+
+def test_band_refiner_cost_is_counted():
+    from codecsep.flops import macs_per_second
+
+    args = (torch.randn(1, 320, 50), torch.randn(1, 384))
+    base, grown = Masker(TINY_MASKER), _grown()
+    extra = macs_per_second(grown, args) - macs_per_second(base, args)
+    bands = 320 // 8
+    per_frame = bands * (2 * 16 * 3 * 16 + 2 * 2 * 16 * 32)  # attention projections + FFN, 2 layers
+    assert extra > 50 * per_frame

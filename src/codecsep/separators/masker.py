@@ -3,6 +3,9 @@
 latent (B, D, F) + text embedding (B, E) -> mask (B, D, F). Input 1x1 (or k-wide) conv D->d,
 sinusoidal positions, `depth` Transformer layers with FiLM after each norm, 1x1 conv d->D,
 FiLM, Snake, 1x1 conv, then a bounded (sigmoid) or unbounded (linear) mask.
+Optionally (`band_width` > 0) a `BandRefiner` then models the frequency axis: per frame, a small
+FiLM Transformer over bands of `band_width` bins adds a correction to the mask logits. Its output
+layer starts at zero, so a masker grown from a checkpoint without it starts as that checkpoint.
 The paper's configuration (DAC-16k: D=1024, d=256, 16 layers) and our compact default (Mica:
 D=320) are two configs of this one class: see `PAPER_DAC16K` and `MaskerConfig()`.
 """
@@ -33,6 +36,17 @@ class MaskerConfig:
     input_kernel: int = 3  # frames seen by the input conv
     features: str = "logmag"  # "logmag" (MDCT latents) | "linear" (DAC latents, as the paper)
     mask: str = "sigmoid"  # "sigmoid" (bounded in [0, 1]) | "unbounded" (as the public code)
+    # frequency-axis refinement (0 = off): bins per band, and the band Transformer's size
+    band_width: int = 0
+    band_dim: int = 48
+    band_depth: int = 2
+    band_heads: int = 4
+    band_ffn_dim: int = 96
+    band_context: int = 16  # per band, dims taken from the time Transformer's frame state
+
+    def __post_init__(self):
+        if self.band_width and self.latent_dim % self.band_width:
+            raise ValueError(f"band_width {self.band_width} must divide latent_dim {self.latent_dim}")
 
 
 PAPER_DAC16K = MaskerConfig(latent_dim=1024, dim=256, depth=16, heads=8, ffn_dim=1024,
@@ -46,6 +60,44 @@ def latent_features(z: torch.Tensor, kind: str) -> torch.Tensor:
         return z
     f = torch.log(z.abs() + 1e-5)
     return f - f.mean(dim=(1, 2), keepdim=True)
+
+
+class BandRefiner(nn.Module):
+    """Mask-logit correction along frequency: each frame's D bins cut into D/w bands of w bins.
+
+    A band's token is built from its own features (w), the current mask logits (w), its share of
+    the frame state (`band_context`) and a learned band embedding; a FiLM Transformer attends
+    across the bands of one frame (harmonics sit in different bands), and a zero-initialised
+    linear layer returns w logit corrections per band. No dropout: over B x F x D/w tokens its
+    random draws cost more than the rest of the refiner on a CPU.
+    """
+
+    def __init__(self, c: MaskerConfig, film_dim: int):
+        super().__init__()
+        self.width, self.bands = c.band_width, c.latent_dim // c.band_width
+        self.context = nn.Linear(c.dim, self.bands * c.band_context)
+        self.inp = nn.Linear(2 * c.band_width + c.band_context, c.band_dim)
+        self.band_embedding = nn.Parameter(torch.zeros(self.bands, c.band_dim))
+        self.transformer = FiLMTransformer(c.band_dim, c.band_depth, c.band_heads, c.band_ffn_dim,
+                                           film_dim, dropout=0.0, norm_first=True)
+        self.out = nn.Linear(c.band_dim, c.band_width)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features, logits, state, cond):
+        """features, logits (B, D, F); state (B, F, d); cond (B, E) -> logits (B, D, F)."""
+        with torch.autocast(logits.device.type, enabled=False):  # see `_forward`
+            return self._forward(features.float(), logits.float(), state.float(), cond.float())
+
+    def _forward(self, features, logits, state, cond):
+        """In float32: bfloat16 attention over these many short sequences runs 3x slower on CPU."""
+        b, d, f = logits.shape
+        per_band = lambda x: x.transpose(1, 2).reshape(b * f, self.bands, self.width)  # noqa: E731
+        ctx = self.context(state).reshape(b * f, self.bands, -1)
+        tokens = self.inp(torch.cat([per_band(features), per_band(logits), ctx], -1))
+        cond = cond.unsqueeze(1).expand(b, f, cond.shape[-1]).reshape(b * f, -1)
+        delta = self.out(self.transformer(tokens + self.band_embedding, cond))
+        return logits + delta.reshape(b, f, d).transpose(1, 2)
 
 
 class Masker(nn.Module):
@@ -62,13 +114,17 @@ class Masker(nn.Module):
         self.out_film = FiLM(film_dim, c.latent_dim)
         self.act = Snake(c.latent_dim)
         self.head = nn.Conv1d(c.latent_dim, c.latent_dim, 1)
+        self.bands = BandRefiner(c, film_dim) if c.band_width else None
 
     def forward(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """latent (B, D, F), cond (B, E) -> mask (B, D, F)."""
         cond = self.cond(cond)
-        h = self.inp(latent_features(latent, self.config.features)).transpose(1, 2)  # (B, F, d)
+        x = latent_features(latent, self.config.features)
+        h = self.inp(x).transpose(1, 2)  # (B, F, d)
         h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device)
-        h = self.transformer(h, cond)
-        h = self.out_film(self.out(h.transpose(1, 2)).transpose(1, 2), cond).transpose(1, 2)
+        state = self.transformer(h, cond)
+        h = self.out_film(self.out(state.transpose(1, 2)).transpose(1, 2), cond).transpose(1, 2)
         m = self.head(self.act(h))
+        if self.bands is not None:
+            m = self.bands(x, m, state, cond)
         return torch.sigmoid(m) if self.config.mask == "sigmoid" else m

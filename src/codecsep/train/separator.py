@@ -205,13 +205,26 @@ def warm_start(trainer: Trainer, sep: Separator, checkpoint: str, load=None) -> 
 
     kind, _, state, meta = load_checkpoint(checkpoint)
     if load is None:
-        sep.masker.load_state_dict(state, strict=True)
+        load_masker_state(sep.masker, state)
     else:
         load(kind, state)
     trainer.step = int(meta.get("step", 0))
     trainer.history = meta.get("history", []) + trainer.history[-1:]
     trainer.history[-1]["start_step"] = trainer.step
     print(f"warm start from {checkpoint} at step {trainer.step}", file=sys.stderr)
+
+
+def load_masker_state(masker, state: dict) -> None:
+    """Load a masker checkpoint strictly, except that a masker grown by a band refiner
+    (`band_width` > 0) may start from a checkpoint without one: the refiner then starts at its
+    zero-output init, so the grown masker begins exactly where the checkpoint was."""
+    missing, unexpected = masker.load_state_dict(state, strict=False)
+    grown = [k for k in missing if k.startswith("bands.")]
+    if unexpected or len(grown) != len(missing):
+        raise CodecSepError(f"checkpoint does not fit this masker: missing "
+                            f"{sorted(set(missing) - set(grown))[:5]}, unexpected {unexpected[:5]}")
+    if grown:
+        print(f"band refiner: {len(grown)} tensors start fresh (zero correction)", file=sys.stderr)
 
 
 def _rank() -> int:
