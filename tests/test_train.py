@@ -193,3 +193,21 @@ def test_schedule_start_runs_a_fresh_cycle_from_a_carried_over_step():
            [lr_at(s, fresh) for s in (0, 50, 100, 800, 1500)]
     assert lr_at(37500, cycle) == pytest.approx(1.5e-5)
     assert lr_at(36000, LoopConfig(steps=37500, lr=1.5e-4, warmup=100)) < 2e-5  # without it: the tail
+
+
+def test_keep_snapshots_copies_each_new_step(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    export = tmp_path / "checkpoint"
+    export.mkdir()
+    (export / "meta.json").write_text(json.dumps({"step": 750}))
+    (export / "model.safetensors").write_bytes(b"weights")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "keep_snapshots.py"
+    r = subprocess.run([sys.executable, str(script), str(export), str(tmp_path / "snap"),
+                        "--until", "750", "--poll", "0.1"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "snap_750" / "model.safetensors").read_bytes() == b"weights"
