@@ -211,3 +211,27 @@ def test_keep_snapshots_copies_each_new_step(tmp_path):
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "snap_750" / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_band_refiner_learns_at_its_own_rate(tmp_path):
+    """`band_lr_mult`: the refiner's group runs at a multiple of the schedule's LR."""
+    import itertools
+
+    from codecsep.separators.masker import Masker
+    from codecsep.train.loop import Trainer, lr_at
+    from codecsep.train.separator import masker_param_groups
+
+    masker = Masker(MaskerConfig(dim=16, depth=1, heads=2, ffn_dim=32, cond_dim=8, cond_hidden=8,
+                                 band_width=32, band_dim=8, band_heads=2, band_ffn_dim=16))
+    groups = masker_param_groups(masker, 10.0)
+    assert sum(len(g["params"]) for g in groups) == len(list(masker.parameters()))
+    assert all(p is q for p, (n, q) in zip(groups[1]["params"], [
+        (n, q) for n, q in masker.named_parameters() if n.startswith("bands.")]))
+    cfg = LoopConfig(steps=3, lr=1e-3, warmup=1, log_every=1, ckpt_every=100)
+    batches = ((torch.randn(2, 320, 5), torch.randn(2, 8)) for _ in itertools.count())
+    t = Trainer(masker, batches, lambda m, x: {"loss": m(*x).mean()}, lambda m, s: None,
+                tmp_path, cfg, params=groups)
+    t.run()
+    base, bands = t.opt.param_groups
+    assert bands["lr"] == pytest.approx(10 * base["lr"]) and base["lr"] == lr_at(2, cfg)
+    assert masker.bands.out.weight.abs().sum() > 0  # the zero-initialised output has moved

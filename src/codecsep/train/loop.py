@@ -77,8 +77,11 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
-        self.params = trainable
-        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # `params` may also be param groups ({"params": [...], "lr_mult": x}): a group's LR is the
+        # schedule's times its `lr_mult` (new layers grown onto a trained model learn faster)
+        groups = trainable if trainable and isinstance(trainable[0], dict) else [{"params": trainable}]
+        self.params = [p for g in groups for p in g["params"]]
+        self.opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ddp = None
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
@@ -133,7 +136,7 @@ class Trainer:
         end = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
         while self.step < end:
             for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, cfg)
+                g["lr"] = lr_at(self.step, cfg) * g.get("lr_mult", 1.0)
             losses = self.step_fn(model, next(self.batches))
             self.opt.zero_grad(set_to_none=True)
             losses["loss"].backward()

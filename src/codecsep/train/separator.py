@@ -54,6 +54,7 @@ class SeparatorRecipe:
     codec_sisdr: bool = False  # reference = decode(encode(clean)) (Codecformer's option)
     sisdr_floor: float = -30.0  # clamp of the per-item loss, so near-silent items can't dominate
     bf16: bool = True  # bfloat16 autocast for the masker
+    band_lr_mult: float = 1.0  # LR multiplier of the band refiner (grown from zero onto a trained masker)
     seed: int = 0
 
     def __post_init__(self):
@@ -190,7 +191,7 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
     batches = separator_batches(bank, prompts, recipe, codec.sample_rate,
                                 recipe.seed + 1000 * _rank(), lambda: trainer.step)
     trainer = Trainer(sep, batches, make_step_fn(recipe, codec), export, out, loop,
-                      params=list(sep.masker.parameters()))
+                      params=masker_param_groups(sep.masker, recipe.band_lr_mult))
     if trainer.step == 0 and recipe.init_from:
         warm_start(trainer, sep, recipe.init_from)
     trainer.run()
@@ -212,6 +213,14 @@ def warm_start(trainer: Trainer, sep: Separator, checkpoint: str, load=None) -> 
     trainer.history = meta.get("history", []) + trainer.history[-1:]
     trainer.history[-1]["start_step"] = trainer.step
     print(f"warm start from {checkpoint} at step {trainer.step}", file=sys.stderr)
+
+
+def masker_param_groups(masker, band_lr_mult: float = 1.0) -> list[dict]:
+    """The masker's parameters as optimizer groups: the band refiner (if any) in its own group
+    with LR multiplier `band_lr_mult`, the rest at the schedule's LR."""
+    bands = [p for n, p in masker.named_parameters() if n.startswith("bands.")]
+    rest = [p for n, p in masker.named_parameters() if not n.startswith("bands.")]
+    return [{"params": rest}] + ([{"params": bands, "lr_mult": band_lr_mult}] if bands else [])
 
 
 def load_masker_state(masker, state: dict) -> None:
