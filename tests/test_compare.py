@@ -13,15 +13,16 @@ from codecsep.errors import CodecSepError
 from codecsep.evaluate import ItemLog
 
 
-def result(folder, model, scores, fingerprint="set1", labels=None, **run):
+def result(folder, model, scores, fingerprint="set1", labels=None, inputs=None, **run):
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({
         "model": model, "protocol": "two_source", "prompt_mode": "label", "task": "extract",
         "eval_set_fingerprint": fingerprint, **run}))
     log = ItemLog(folder / "items.csv")
     for i, s in enumerate(scores):
-        log.append({"mixture_id": f"m{i}", "source_index": 0, "si_sdri": s,
-                    **({"label": labels[i]} if labels else {})})
+        x = inputs[i] if inputs is not None else -float(i)  # the mixture's input SI-SDR
+        log.append({"mixture_id": f"m{i}", "source_index": 0, "si_sdri": s, "si_sdr": s + x,
+                    "label": labels[i] if labels else "dog"})
     return folder
 
 
@@ -46,13 +47,28 @@ def test_unpaired_items_and_nans_are_left_out(tmp_path):
 
 def test_different_sets_and_bad_folders_are_refused(tmp_path, capsys):
     a = result(tmp_path / "a", "new", [1.0, 2.0])
-    b = result(tmp_path / "b", "old", [1.0, 2.0], fingerprint="other")
+    b = result(tmp_path / "b", "old", [1.0, 2.0], fingerprint="other", inputs=[3.0, 5.0])
     with pytest.raises(CodecSepError, match="eval_set_fingerprint"):
         paired_difference(a, b)
     assert cli.main(["compare", str(a), str(tmp_path / "nothing")]) == 2
     assert "not a `codecsep eval` result folder" in capsys.readouterr().err
     with pytest.raises(CodecSepError, match="no column"):
         paired_difference(a, a, metric="pesq")
+
+
+def test_a_draw_rendered_again_elsewhere_still_pairs(tmp_path):
+    """Another fingerprint (the metadata's levels differ in the 4th decimal on another machine)
+    pairs when every item has the same label and mixture input SI-SDR; a redraw does not."""
+    a = result(tmp_path / "a", "new", [2.0, 3.0], inputs=[-1.0, 4.0])
+    same = result(tmp_path / "b", "old", [1.0, 2.0], fingerprint="other", inputs=[-1.0, 4.004])
+    assert paired_difference(a, same)["mean_difference"] == pytest.approx(1.0)
+    redraw = result(tmp_path / "c", "old", [1.0, 2.0], fingerprint="other", inputs=[-1.0, 5.0])
+    with pytest.raises(CodecSepError, match="different draws"):
+        paired_difference(a, redraw)  # same labels, other clips: the inputs differ
+    relabelled = result(tmp_path / "d", "old", [1.0, 2.0], fingerprint="other",
+                        inputs=[-1.0, 4.0], labels=["dog", "cat"])
+    with pytest.raises(CodecSepError, match="different draws"):
+        paired_difference(a, relabelled)
 
 
 def test_cli_prints_the_difference(tmp_path, capsys):

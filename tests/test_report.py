@@ -165,3 +165,14 @@ def test_a_result_on_an_earlier_draw_of_the_evaluation_set_is_marked(results):
     rows = {line.split("|")[1].strip(): line for line in new.splitlines() if line.startswith("| `")}
     assert rows["`resunet:old`"].rstrip(" |").endswith("(100) †")
     assert "†" not in rows["`codecsep`"] and "earlier draw" in new
+
+    # the same items (labels, mixture input SI-SDRs) on another fingerprint: the same draw,
+    # rendered on another machine: no dagger
+    from codecsep.evaluate import ItemLog
+
+    for i, x in enumerate([-1.0, -1.003]):
+        ItemLog(root / f"fp{i}" / "items.csv").append(
+            {"mixture_id": "m0", "source_index": 0, "label": "dog", "si_sdr": 2.0, "si_sdri": 2.0 - x})
+    _, new = build_report(results / "README.md", root, results / "bench.json",
+                          deploy_file=results / "no-deploy.json", codec_file=results / "no-codec.json")
+    assert "†" not in new

@@ -3,8 +3,9 @@
     codecsep compare results/eval/codecsep-runs-sep/two_source-label-extract \\
                      results/eval/codecsep/two_source-label-extract
 
-Two `codecsep eval` result folders scored on the same evaluation set (same fingerprint, protocol,
-prompt mode and task) are paired item by item; the mean of the per-item differences A - B of a
+Two `codecsep eval` result folders scored on the same evaluation set (same protocol, prompt mode
+and task, and the same draw: the same fingerprint, or, for a set rendered again on another
+machine, the same items with the same labels and mixture input SI-SDRs) are paired item by item; the mean of the per-item differences A - B of a
 metric (SI-SDRi by default) comes with a 95% percentile-bootstrap CI. Pairing removes the
 difficulty of each mixture from the comparison, so the CI is much narrower than the two
 unpaired CIs suggest. Items scored by only one side, or NaN on either, are left out and counted.
@@ -21,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CodecSepError
-from .evaluate import ItemLog, bootstrap_ci
+from .evaluate import ItemLog, bootstrap_ci, item_inputs, same_draw
 
-SAME = ("eval_set_fingerprint", "protocol", "prompt_mode", "task")
+SAME = ("protocol", "prompt_mode", "task")
 
 
 def _run_info(folder: Path) -> dict:
@@ -72,6 +73,10 @@ def paired_difference(a: Path, b: Path, metric: str = "si_sdri", by: str | None 
         if info_a.get(k) != info_b.get(k):
             raise CodecSepError(f"{a} and {b} differ in {k} ({info_a.get(k)} vs {info_b.get(k)}): "
                                 "their items cannot be paired")
+    fa, fb = info_a.get("eval_set_fingerprint"), info_b.get("eval_set_fingerprint")
+    if fa != fb and not same_draw(item_inputs(a), item_inputs(b)):
+        raise CodecSepError(f"{a} and {b} differ in eval_set_fingerprint ({fa} vs {fb}) and in "
+                            "their items: they were scored on different draws and cannot be paired")
     rows_a = _rows(a, metric, *([by] if by else []))
     sa, sb = _scores(rows_a, metric), _scores(_rows(b, metric), metric)
     keys = [k for k in sorted(set(sa) & set(sb)) if np.isfinite([sa[k], sb[k]]).all()]

@@ -502,6 +502,30 @@ def eval_set_fingerprint(eval_set) -> str:
     return hashlib.sha256((Path(eval_set.root) / "metadata.csv").read_bytes()).hexdigest()[:16]
 
 
+SAME_INPUT_DB = 0.01  # mixture input SI-SDRs of one draw agree to this, wherever it was rendered
+
+
+def item_inputs(folder: Path) -> dict[tuple[str, str], tuple[str, float]]:
+    """(mixture id, source index) -> (label, input SI-SDR = SI-SDR - SI-SDRi) of a result folder."""
+    out = {}
+    for key, row in ItemLog(Path(folder) / "items.csv").rows.items():
+        try:
+            out[key] = (row["label"], float(row["si_sdr"]) - float(row["si_sdri"]))
+        except (KeyError, ValueError):
+            continue  # a row without SI-SDR carries no draw evidence
+    return out
+
+
+def same_draw(a: dict, b: dict) -> bool:
+    """Whether two `item_inputs` (same protocol and task) come from one draw of the evaluation
+    set: every item of the smaller one is in the other with the same label and the same input
+    SI-SDR. The set's fingerprint hashes its metadata file, whose levels differ in the 4th decimal
+    when the set is rendered on another machine (audio decoders, resampler); the items do not."""
+    small, big = (a, b) if len(a) <= len(b) else (b, a)
+    return bool(small) and all(k in big and big[k][0] == lab and abs(big[k][1] - x) <= SAME_INPUT_DB
+                               for k, (lab, x) in small.items())
+
+
 def prepare_out_dir(out: Path, cfg: EvalConfig, fingerprints: dict, overwrite: bool) -> None:
     """Create `out`, or check that its previous run is the same evaluation (then it resumes):
     same settings, same model weights and same evaluation set."""

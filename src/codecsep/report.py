@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from .errors import CodecSepError
+from .evaluate import item_inputs, same_draw
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 PROTOCOLS = ("two_source", "three_source", "dnr", "two_speaker")
@@ -43,22 +44,31 @@ def load_summaries(eval_root) -> list[dict]:
             raise CodecSepError(f"{path}: not an evaluation summary ({e})") from e
         if s.get("split", "test") != "test":
             continue
-        mtime = path.stat().st_mtime
+        # newest by the date the evaluation recorded (a fresh clone gives every file one mtime)
+        stamp = (str(s.get("date", "")), path.stat().st_mtime)
         run = _read_json(path.with_name("run.json")) or {}
-        s = {**s, "eval_set_fingerprint": run.get("eval_set_fingerprint"), "mtime": mtime}
-        if key not in found or found[key][0] < mtime:
-            found[key] = (mtime, s)
+        s = {**s, "eval_set_fingerprint": run.get("eval_set_fingerprint"), "stamp": stamp,
+             "folder": path.parent}
+        if key not in found or found[key][0] < stamp:
+            found[key] = (stamp, s)
     summaries = [s for _, s in found.values()]
     # the set in use per protocol is the one of its newest evaluation; a result on another
     # fingerprint was measured on an earlier draw of that protocol's set
-    current: dict[str, tuple[float, str]] = {}
+    current: dict[str, tuple[tuple, str]] = {}
     for s in summaries:
         fp = s["eval_set_fingerprint"]
-        if fp and s["mtime"] > current.get(s["protocol"], (-1.0, ""))[0]:
-            current[s["protocol"]] = (s["mtime"], fp)
+        if fp and s["stamp"] > current.get(s["protocol"], (("", -1.0), ""))[0]:
+            current[s["protocol"]] = (s["stamp"], fp)
+    # ... unless its items show the same draw, rendered elsewhere (`evaluate.same_draw`): checked
+    # against a result of the same task on the current fingerprint
     for s in summaries:
         fp = s["eval_set_fingerprint"]
         s["earlier_set"] = bool(fp) and current[s["protocol"]][1] != fp
+        if s["earlier_set"]:
+            refs = [r for r in summaries if r["protocol"] == s["protocol"] and r["task"] == s["task"]
+                    and r["eval_set_fingerprint"] == current[s["protocol"]][1]]
+            s["earlier_set"] = not any(same_draw(item_inputs(s["folder"]), item_inputs(r["folder"]))
+                                       for r in refs[:1])
     return summaries
 
 
