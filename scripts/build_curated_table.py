@@ -11,6 +11,7 @@ REJECT = {  # (substring of path) -> why
     "helicopter": "a helicopter is not an airplane",
     "traffic/resource/car.wav": "0.5 s toy-car sound",
     "Toyland": "cartoon (Toyland) sound",
+    "vo_teefault": "a pitched-up cartoon voice, not a scream",
     "misc/gull": "seagull calls, not song",
     "wav/shoot/large": "cannon", "wav/shoot/medium": "cannon", "wav/shoot/small": "cannon", "wav/shoot/xlarge": "cannon",
     "tankmove": "engine and tracks together",
@@ -43,7 +44,6 @@ REJECT = {  # (substring of path) -> why
 }
 # Packages whose proposals are not used (yet): their audio needs a reader the corpus builder does not have.
 NOT_READ = {
-    "teeworlds-data": "WavPack files (libsndfile cannot read them)",
     "freedoom": "Doom WAD lumps, 8-bit (reader not written yet)",
     "xmoto-data": "XBI3 pack (reader not written yet); one medium impact",
     "freecol": "two medium files, not worth a 142 MB download",

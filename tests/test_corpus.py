@@ -420,7 +420,6 @@ def test_curated_table_adds_capped_train_rows_of_known_classes_only(tmp_path):
 
 def test_extract_unpacks_only_the_named_members_of_large_packages(tmp_path):
     """FlightGear's 1.3 GB data package is unpacked for its Sounds/ and docs only."""
-    import shutil
     import subprocess
 
     from codecsep.data.sources.debian import EXTRACT_ONLY, extract
@@ -469,3 +468,34 @@ def test_mislabelled_recordings_leave_after_the_split_assignment():
     out = corpus.drop_mislabelled(kept, dropped)
     assert [r.source_id.rsplit("/", 1)[-1] for r, _ in out] == ["horse-die.ogg", "tt-monkeysintro.wav"]
     assert len(dropped) == 2 and all("mislabelled" in d for d in dropped)
+
+
+def test_curated_wavpack_rows_are_decoded_once(tmp_path, monkeypatch):
+    """A table row in a format libsndfile cannot read (`.wv`) resolves to a WAV decoded once
+    under `_dec/` by the format's Debian tool (here a stand-in that copies the file)."""
+    import sys
+
+    import soundfile as sf
+
+    from codecsep.data.sources import curated
+
+    src = tmp_path / "usr/share/game/audio/gun-01.wv"
+    src.parent.mkdir(parents=True)
+    sf.write(src.with_suffix(".wav"), np.zeros(800, np.float32), 16000)
+    src.with_suffix(".wav").rename(src)  # a WAV under a .wv name: the stand-in decoder copies it
+    calls = []
+
+    def fake_command(tool, s, d):
+        calls.append(tool)
+        return [sys.executable, "-c", f"import shutil; shutil.copy({str(s)!r}, {str(d)!r})"]
+
+    monkeypatch.setattr(curated, "decode_command", fake_command)
+    monkeypatch.setattr(curated, "ensure_tool", lambda binary, package=None: binary)
+    table = {"usr/share/game/audio/gun-01.wv": "gunshot", "usr/share/game/audio/gone.wv": "gunshot"}
+    recs = curated.table_recordings("game", tmp_path, table, "CC0")
+    assert [Path(r.src).relative_to(tmp_path).as_posix() for r in recs] == [
+        "_dec/usr/share/game/audio/gun-01.wv.wav"]
+    assert recs[0].split == "train" and sf.info(recs[0].src).frames == 800
+    curated.table_recordings("game", tmp_path, table, "CC0")
+    assert calls == ["wvunpack"]  # decoded once; the missing file is reported, not decoded
+    assert src.is_file()  # the package's file is left as it was

@@ -19,12 +19,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 
 from .archives import ARCHIVE_READERS, unpack
 from .base import Recording
-from .debian import AUDIO_EXTENSIONS, extract, package_license
+from .debian import AUDIO_EXTENSIONS, ensure_tool, extract, package_license
 from .speech import cap_per_speaker, voice
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,34 @@ def read_table(path: Path = TABLE) -> dict[str, dict[str, str]]:
     return dict(table)
 
 
+# audio formats libsndfile cannot read: decoded once to `root/_dec/<path>.wav` by a Debian tool
+DECODERS = {".wv": ("wvunpack", "wavpack")}  # WavPack (Teeworlds)
+
+
+def decode_command(tool: str, src: Path, dest: Path) -> list[str]:
+    return [tool, "-q", "-y", str(src), "-o", str(dest)]
+
+
+def decoded(root: Path, rel: str) -> Path:
+    """The WAV decode of a file in a `DECODERS` format (made on first use; missing source: the
+    path that does not exist, so the caller reports it)."""
+    src, dest = root / rel, root / "_dec" / f"{rel}.wav"
+    if not dest.is_file() and src.is_file():
+        binary, package = DECODERS[src.suffix.lower()]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp.wav")
+        subprocess.run(decode_command(ensure_tool(binary, package), src, tmp), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.replace(tmp, dest)
+    return dest
+
+
 def resolve(root: Path, rel: str) -> Path:
     """The file of a table path; `ARCHIVE::member` lives under `root/_unz/<archive name>/` (zips
-    are unpacked there by `debian.extract`, the `archives` formats here, once per archive)."""
+    are unpacked there by `debian.extract`, the `archives` formats here, once per archive); a
+    file in a `DECODERS` format is decoded to WAV once."""
     if "::" not in rel:
-        return root / rel
+        return decoded(root, rel) if Path(rel).suffix.lower() in DECODERS else root / rel
     archive, member = rel.split("::", 1)
     if (root / archive).is_dir():  # a group shipped unpacked (OpenClonk's Music.ocg)
         return root / archive / member
