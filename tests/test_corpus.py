@@ -420,6 +420,7 @@ def test_curated_table_adds_capped_train_rows_of_known_classes_only(tmp_path):
 
 def test_extract_unpacks_only_the_named_members_of_large_packages(tmp_path):
     """FlightGear's 1.3 GB data package is unpacked for its Sounds/ and docs only."""
+    import shutil
     import subprocess
 
     from codecsep.data.sources.debian import EXTRACT_ONLY, extract
