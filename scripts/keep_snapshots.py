@@ -15,6 +15,31 @@ import shutil
 import time
 from pathlib import Path
 
+from codecsep.checkpoint import file_sha256
+
+
+def copy_snapshot(export: Path, prefix: str) -> int | None:
+    """Copy `export` to PREFIX_<step>; the step it holds, or None when the copy caught the run
+    rewriting it (the copied weights do not match meta.json's sha256): tried again next look."""
+    tmp = Path(f"{prefix}_copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(export, tmp)
+        meta = json.loads((tmp / "meta.json").read_text())
+        whole = meta["sha256"] == file_sha256(tmp / "model.safetensors")
+    except (OSError, ValueError, KeyError):
+        whole = False  # not written yet, or replaced while we copied
+    if not whole:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    dest = Path(f"{prefix}_{meta['step']}")
+    if dest.exists():
+        shutil.rmtree(tmp)
+    else:
+        tmp.rename(dest)
+        print(f"kept {dest}", flush=True)
+    return int(meta["step"])
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,13 +55,8 @@ def main() -> None:
         except (OSError, ValueError, KeyError):
             step = None  # not written yet, or caught mid-write
         if step is not None and step != last:
-            time.sleep(2.0)  # let the writer finish the weights after meta.json
-            dest = Path(f"{args.prefix}_{step}")
-            if not dest.exists():
-                shutil.copytree(args.export, dest)
-                print(f"kept {dest}", flush=True)
-            last = step
-            if step >= args.until:
+            last = copy_snapshot(args.export, args.prefix)
+            if last is not None and last >= args.until:
                 return
         time.sleep(args.poll)
 

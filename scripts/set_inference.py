@@ -47,9 +47,8 @@ def main(argv=None) -> int:
         cfg["config"]["anchors"] = like["anchors"]
         cfg["config"]["shifts"] = like.get("shifts", 1) if args.shifts is None else args.shifts
     else:
-        anchors = asdict(training_anchors(read_manifest(args.manifest, split="train"),
-                                          args.weight, args.temperature))
-        cfg["config"]["anchors"] = anchors
+        cfg["config"]["anchors"] = asdict(training_anchors(read_manifest(args.manifest, split="train"),
+                                                           args.weight, args.temperature))
         if args.shifts is not None:
             cfg["config"]["shifts"] = args.shifts
     anchors = cfg["config"]["anchors"]

@@ -203,8 +203,11 @@ def test_keep_snapshots_copies_each_new_step(tmp_path):
 
     export = tmp_path / "checkpoint"
     export.mkdir()
-    (export / "meta.json").write_text(json.dumps({"step": 750}))
     (export / "model.safetensors").write_bytes(b"weights")
+    from codecsep.checkpoint import file_sha256
+
+    sha = file_sha256(export / "model.safetensors")
+    (export / "meta.json").write_text(json.dumps({"step": 750, "sha256": sha}))
     script = Path(__file__).resolve().parents[1] / "scripts" / "keep_snapshots.py"
     r = subprocess.run([sys.executable, str(script), str(export), str(tmp_path / "snap"),
                         "--until", "750", "--poll", "0.1"], capture_output=True, text=True,

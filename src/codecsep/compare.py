@@ -5,8 +5,9 @@
 
 Two `codecsep eval` result folders scored on the same evaluation set (same protocol, prompt mode
 and task, and the same draw: the same fingerprint, or, for a set rendered again on another
-machine, the same items with the same labels and mixture input SI-SDRs) are paired item by item; the mean of the per-item differences A - B of a
-metric (SI-SDRi by default) comes with a 95% percentile-bootstrap CI. Pairing removes the
+machine, the same items with the same labels and mixture input SI-SDRs) are paired item by item;
+the mean of the per-item differences A - B of a metric (SI-SDRi by default) comes with a 95%
+percentile-bootstrap CI. Pairing removes the
 difficulty of each mixture from the comparison, so the CI is much narrower than the two
 unpaired CIs suggest. Items scored by only one side, or NaN on either, are left out and counted.
 `--by label` adds the paired mean per value of an items.csv column (which classes moved).

@@ -60,15 +60,21 @@ def load_summaries(eval_root) -> list[dict]:
         if fp and s["stamp"] > current.get(s["protocol"], (("", -1.0), ""))[0]:
             current[s["protocol"]] = (s["stamp"], fp)
     # ... unless its items show the same draw, rendered elsewhere (`evaluate.same_draw`): checked
-    # against a result of the same task on the current fingerprint
+    # against a result of the same task on the current fingerprint (each items.csv read once)
+    inputs: dict[Path, dict] = {}
+
+    def items(s: dict) -> dict:
+        if s["folder"] not in inputs:
+            inputs[s["folder"]] = item_inputs(s["folder"])
+        return inputs[s["folder"]]
+
     for s in summaries:
         fp = s["eval_set_fingerprint"]
         s["earlier_set"] = bool(fp) and current[s["protocol"]][1] != fp
         if s["earlier_set"]:
-            refs = [r for r in summaries if r["protocol"] == s["protocol"] and r["task"] == s["task"]
-                    and r["eval_set_fingerprint"] == current[s["protocol"]][1]]
-            s["earlier_set"] = not any(same_draw(item_inputs(s["folder"]), item_inputs(r["folder"]))
-                                       for r in refs[:1])
+            ref = next((r for r in summaries if (r["protocol"], r["task"]) == (s["protocol"], s["task"])
+                        and r["eval_set_fingerprint"] == current[s["protocol"]][1]), None)
+            s["earlier_set"] = ref is None or not same_draw(items(s), items(ref))
     return summaries
 
 
