@@ -19,7 +19,7 @@ from torch import nn
 
 from ..nn.film import FiLM
 from ..nn.snake import Snake
-from ..nn.transformer import FiLMTransformer, sinusoidal_positions
+from ..nn.transformer import FiLMTransformer, FiLMTransformerLayer, sinusoidal_positions
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,36 @@ class MaskerConfig:
     band_heads: int = 4
     band_ffn_dim: int = 96
     band_context: int = 16  # per band, dims taken from the time Transformer's frame state
+    # the trunk: "time" (one token per frame, attention over time) or "bandsplit" (one token per
+    # band of `split_width` bins per frame; `depth` blocks of attention over time within each
+    # band, then across the bands of each frame; `dim`, `heads`, `ffn_dim` size those layers)
+    trunk: str = "time"
+    split: str = "16x20"  # bandsplit: band widths low to high, "WIDTHxCOUNT,...", summing to latent_dim
+    mask_hidden: int = 128  # bandsplit: hidden width of each band's mask MLP
 
     def __post_init__(self):
+        if self.trunk not in ("time", "bandsplit"):
+            raise ValueError(f"trunk must be 'time' or 'bandsplit', not {self.trunk!r}")
         if self.band_width and self.latent_dim % self.band_width:
             raise ValueError(f"band_width {self.band_width} must divide latent_dim {self.latent_dim}")
+        if self.trunk == "bandsplit" and sum(split_widths(self.split)) != self.latent_dim:
+            raise ValueError(f"split {self.split!r} covers {sum(split_widths(self.split))} bins, "
+                             f"not latent_dim {self.latent_dim}")
+        if self.trunk == "bandsplit" and (self.band_width or self.features != "logmag"):
+            raise ValueError("the bandsplit trunk models bands itself: it takes MDCT latents "
+                             "(features 'logmag') and no band refiner")
+
+
+def split_widths(spec: str) -> list[int]:
+    """"8x10,16x5,32x5" -> ten bands of 8 bins, five of 16, five of 32 (low to high)."""
+    try:
+        pairs = [part.split("x") for part in spec.replace(" ", "").split(",")]
+        widths = [int(w) for w, n in pairs for _ in range(int(n))]
+    except ValueError:
+        raise ValueError(f"split {spec!r} is not 'WIDTHxCOUNT,...' (e.g. '8x10,16x5,32x5')") from None
+    if not widths or min(widths) < 1:
+        raise ValueError(f"split {spec!r} has no bands or an empty band")
+    return widths
 
 
 PAPER_DAC16K = MaskerConfig(latent_dim=1024, dim=256, depth=16, heads=8, ffn_dim=1024,
@@ -98,6 +124,79 @@ class BandRefiner(nn.Module):
         cond = cond.unsqueeze(1).expand(b, f, cond.shape[-1]).reshape(b * f, -1)
         delta = self.out(self.transformer(tokens + self.band_embedding, cond))
         return logits + delta.reshape(b, f, d).transpose(1, 2)
+
+
+class BandSplitMasker(nn.Module):
+    """A band-split, dual-path trunk (as BSRNN / BS-RoFormer, with FiLM in every layer).
+
+    Each frame's D bins are cut into K bands (`split`: finer at low frequencies, where harmonics
+    crowd, if asked); each band's log-magnitudes become a d-wide
+    token through that band's own linear map, plus a learned band embedding and time positions.
+    `depth` blocks follow, each a FiLM Transformer layer over time (within one band) and one
+    across the K bands (within one frame), so a frame carries K x d features, not d, and
+    harmonics in different bands can find each other. Each band's own MLP returns its w mask
+    logits. Same interface as `Masker`: latent (B, D, F), cond (B, E) -> mask (B, D, F).
+    """
+
+    bands = None  # no band refiner (see `masker_param_groups`)
+
+    def __init__(self, config: MaskerConfig):
+        super().__init__()
+        c = self.config = config
+        film_dim = c.cond_hidden or c.cond_dim
+        widths = split_widths(c.split)
+        k, w, d, h = len(widths), max(widths), c.dim, c.mask_hidden
+        self.n_bands, self.width = k, w
+        # bins of each band padded to the widest band with an always-zero bin (index latent_dim);
+        # `valid` lists, in bin order, the padded positions that are real bins
+        index = torch.full((k, w), c.latent_dim)
+        edges = torch.tensor([0] + widths).cumsum(0)
+        for i, width in enumerate(widths):
+            index[i, :width] = torch.arange(edges[i], edges[i + 1])
+        self.register_buffer("index", index.flatten(), persistent=False)
+        self.register_buffer("valid", (index.flatten() < c.latent_dim).nonzero().flatten(),
+                             persistent=False)
+        self.cond = (nn.Sequential(nn.Linear(c.cond_dim, c.cond_hidden), nn.GELU())
+                     if c.cond_hidden else nn.Identity())
+        self.inp = nn.Parameter(torch.randn(k, w, d) / torch.tensor(widths).float().sqrt()[:, None, None])
+        self.inp_bias = nn.Parameter(torch.zeros(k, d))
+        self.band_embedding = nn.Parameter(torch.zeros(k, d))
+        layer = lambda: FiLMTransformerLayer(d, c.heads, c.ffn_dim, film_dim, c.dropout, True)  # noqa: E731
+        self.time_layers = nn.ModuleList(layer() for _ in range(c.depth))
+        self.band_layers = nn.ModuleList(layer() for _ in range(c.depth))
+        self.norm = nn.LayerNorm(d)
+        self.out_film = FiLM(film_dim, d)
+        self.hidden = nn.Parameter(torch.randn(k, d, h) / d ** 0.5)
+        self.hidden_bias = nn.Parameter(torch.zeros(k, h))
+        self.head = nn.Parameter(torch.randn(k, h, w) / h ** 0.5 * 0.1)
+        self.head_bias = nn.Parameter(torch.zeros(k, w))
+
+    def forward(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """latent (B, D, F), cond (B, E) -> mask (B, D, F)."""
+        cond = self.cond(cond)
+        b, _, f = latent.shape
+        k, w = self.n_bands, self.width
+        x = latent_features(latent, self.config.features)
+        x = torch.cat([x, x.new_zeros(b, 1, f)], 1)[:, self.index].reshape(b, k, w, f)
+        h = torch.einsum("bkwf,kwd->bkfd", x, self.inp) + (self.inp_bias + self.band_embedding)[:, None]
+        h = h + sinusoidal_positions(f, h.shape[-1], h.device)  # (B, K, F, d)
+        over_time = cond.repeat_interleave(k, 0)
+        over_bands = cond.repeat_interleave(f, 0)
+        for time_layer, band_layer in zip(self.time_layers, self.band_layers):
+            h = time_layer(h.reshape(b * k, f, -1), over_time).reshape(b, k, f, -1)
+            h = band_layer(h.transpose(1, 2).reshape(b * f, k, -1), over_bands)
+            h = h.reshape(b, f, k, -1).transpose(1, 2)
+        h = self.out_film(self.norm(h).reshape(b, k * f, -1), cond).reshape(b, k, f, -1)
+        h = torch.nn.functional.gelu(torch.einsum("bkfd,kdh->bkfh", h, self.hidden)
+                                     + self.hidden_bias[:, None])
+        m = torch.einsum("bkfh,khw->bkwf", h, self.head) + self.head_bias[..., None]
+        m = m.reshape(b, k * w, f)[:, self.valid]
+        return torch.sigmoid(m) if self.config.mask == "sigmoid" else m
+
+
+def build_masker(config: MaskerConfig) -> nn.Module:
+    """The masker a config describes: the time trunk (`Masker`) or the band-split one."""
+    return BandSplitMasker(config) if config.trunk == "bandsplit" else Masker(config)
 
 
 class Masker(nn.Module):

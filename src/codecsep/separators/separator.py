@@ -21,7 +21,7 @@ from ..errors import CodecSepError
 from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts
 from .chunking import overlap_add, shift_offsets, shifted_mean
 from ..text.anchors import PromptAnchors
-from .masker import Masker, MaskerConfig
+from .masker import MaskerConfig, build_masker
 
 __all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_prompts"]
 
@@ -59,7 +59,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         super().__init__(config, text_encoder=text_encoder)
         self.shifts: int | None = None  # overrides config.shifts when set
         self.codec = codec if codec is not None else load_codec(config.codec)
-        self.masker = Masker(config.masker)
+        self.masker = build_masker(config.masker)
         if self.codec.latent_dim != config.masker.latent_dim:
             raise CodecSepError(f"masker expects {config.masker.latent_dim}-d latents, codec "
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
