@@ -90,3 +90,12 @@ def test_by_label_gives_the_paired_mean_of_each_class(tmp_path):
         ("cow", 2, 5.0, 6.0), ("violin", 3, -1.0, 1.0)]  # largest gain first
     with pytest.raises(CodecSepError, match="no column 'speaker'"):
         paired_difference(a, b, by="speaker")
+
+
+def test_by_category_groups_labels_into_music_speech_and_effects(tmp_path):
+    labels = ["violin", "piano", "speech", "cow", "dog"]
+    a = result(tmp_path / "a", "new", [3.0, 5.0, 1.0, 2.0, 2.0], labels=labels)
+    b = result(tmp_path / "b", "old", [1.0, 1.0, 1.0, 3.0, 3.0], labels=labels)
+    groups = {g["group"]: (g["n"], g["mean_difference"]) for g in
+              paired_difference(a, b, by="category")["groups"]}
+    assert groups == {"music": (2, 3.0), "speech": (1, 0.0), "effects": (2, -1.0)}

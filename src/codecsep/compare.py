@@ -10,7 +10,8 @@ the mean of the per-item differences A - B of a metric (SI-SDRi by default) come
 percentile-bootstrap CI. Pairing removes the
 difficulty of each mixture from the comparison, so the CI is much narrower than the two
 unpaired CIs suggest. Items scored by only one side, or NaN on either, are left out and counted.
-`--by label` adds the paired mean per value of an items.csv column (which classes moved).
+`--by label` adds the paired mean per value of an items.csv column (which classes moved);
+`--by category` groups the labels into music, speech and effects.
 """
 
 from __future__ import annotations
@@ -38,9 +39,23 @@ def _run_info(folder: Path) -> dict:
         raise CodecSepError(f"{path}: unreadable ({e})") from e
 
 
+def label_category(label: str) -> str:
+    """music (an instrument class), speech, or effects: the corpus's three kinds of source."""
+    from .data.sources.instruments import INSTRUMENTS
+
+    return "music" if label in INSTRUMENTS else "speech" if label == "speech" else "effects"
+
+
+DERIVED = {"category": ("label", label_category)}  # --by columns computed from another column
+
+
 def _rows(folder: Path, *columns: str) -> dict:
     rows = ItemLog(folder / "items.csv").rows
     for column in columns:
+        if column in DERIVED and rows and column not in next(iter(rows.values())):
+            source, derive = DERIVED[column]
+            for row in rows.values():
+                row[column] = derive(row[source])
         if rows and column not in next(iter(rows.values())):
             raise CodecSepError(f"{folder}: items.csv has no column {column!r}")
     return rows
@@ -101,7 +116,8 @@ def register(subparsers) -> None:
     p.add_argument("b", type=Path, help="result folder of model B (same evaluation set)")
     p.add_argument("--metric", default="si_sdri", help="items.csv column (default %(default)s)")
     p.add_argument("--by", default=None, metavar="COLUMN",
-                   help="also the paired mean per value of this items.csv column (e.g. label)")
+                   help="also the paired mean per value of this items.csv column (e.g. label), "
+                        "or per category (music, speech, effects)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run)
 
