@@ -8,6 +8,8 @@ FiLM Transformer over bands of `band_width` bins adds a correction to the mask l
 layer starts at zero, so a masker grown from a checkpoint without it starts as that checkpoint.
 The paper's configuration (DAC-16k: D=1024, d=256, 16 layers) and our compact default (Mica:
 D=320) are two configs of this one class: see `PAPER_DAC16K` and `MaskerConfig()`.
+`trunk="bandsplit"` selects `BandSplitMasker` instead (`build_masker`): one token per band and frame,
+attention over time and across bands, the same interface.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class MaskerConfig:
     band_ffn_dim: int = 96
     band_context: int = 16  # per band, dims taken from the time Transformer's frame state
     # the trunk: "time" (one token per frame, attention over time) or "bandsplit" (one token per
-    # band of `split_width` bins per frame; `depth` blocks of attention over time within each
-    # band, then across the bands of each frame; `dim`, `heads`, `ffn_dim` size those layers)
+    # band of `split` per frame; `depth` blocks of attention over time within each band, then
+    # across the bands of each frame; `dim`, `heads`, `ffn_dim` size those layers)
     trunk: str = "time"
     split: str = "16x20"  # bandsplit: band widths low to high, "WIDTHxCOUNT,...", summing to latent_dim
     mask_hidden: int = 128  # bandsplit: hidden width of each band's mask MLP
@@ -78,6 +80,11 @@ def split_widths(spec: str) -> list[int]:
 PAPER_DAC16K = MaskerConfig(latent_dim=1024, dim=256, depth=16, heads=8, ffn_dim=1024,
                             cond_dim=512, cond_hidden=0, norm_first=False, input_kernel=1, features="linear",
                             mask="unbounded")
+
+
+def to_mask(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mask logits -> the mask: bounded in [0, 1] ("sigmoid") or the logits themselves."""
+    return torch.sigmoid(logits) if kind == "sigmoid" else logits
 
 
 def latent_features(z: torch.Tensor, kind: str) -> torch.Tensor:
@@ -130,15 +137,13 @@ class BandSplitMasker(nn.Module):
     """A band-split, dual-path trunk (as BSRNN / BS-RoFormer, with FiLM in every layer).
 
     Each frame's D bins are cut into K bands (`split`: finer at low frequencies, where harmonics
-    crowd, if asked); each band's log-magnitudes become a d-wide
-    token through that band's own linear map, plus a learned band embedding and time positions.
+    crowd, if asked); each band's log-magnitudes become a d-wide token through that band's own
+    linear map, plus a learned band embedding and time positions.
     `depth` blocks follow, each a FiLM Transformer layer over time (within one band) and one
     across the K bands (within one frame), so a frame carries K x d features, not d, and
     harmonics in different bands can find each other. Each band's own MLP returns its w mask
     logits. Same interface as `Masker`: latent (B, D, F), cond (B, E) -> mask (B, D, F).
     """
-
-    bands = None  # no band refiner (see `masker_param_groups`)
 
     def __init__(self, config: MaskerConfig):
         super().__init__()
@@ -191,7 +196,7 @@ class BandSplitMasker(nn.Module):
                                      + self.hidden_bias[:, None])
         m = torch.einsum("bkfh,khw->bkwf", h, self.head) + self.head_bias[..., None]
         m = m.reshape(b, k * w, f)[:, self.valid]
-        return torch.sigmoid(m) if self.config.mask == "sigmoid" else m
+        return to_mask(m, self.config.mask)
 
 
 def build_masker(config: MaskerConfig) -> nn.Module:
@@ -226,4 +231,4 @@ class Masker(nn.Module):
         m = self.head(self.act(h))
         if self.bands is not None:
             m = self.bands(x, m, state, cond)
-        return torch.sigmoid(m) if self.config.mask == "sigmoid" else m
+        return to_mask(m, self.config.mask)

@@ -218,11 +218,12 @@ def warm_start(trainer: Trainer, sep: Separator, checkpoint: str, load=None) -> 
 def masker_param_groups(masker, band_lr_mult: float = 1.0) -> list[dict]:
     """The masker's parameters as optimizer groups: the band refiner (if any) in its own group
     with LR multiplier `band_lr_mult`, the rest at the schedule's LR."""
-    if masker.bands is None:
+    refiner = getattr(masker, "bands", None)  # only the time trunk can carry one
+    if refiner is None:
         return [{"params": list(masker.parameters())}]
-    bands = {id(p) for p in masker.bands.parameters()}
+    bands = {id(p) for p in refiner.parameters()}
     rest = [p for p in masker.parameters() if id(p) not in bands]
-    return [{"params": rest}, {"params": list(masker.bands.parameters()), "lr_mult": band_lr_mult}]
+    return [{"params": rest}, {"params": list(refiner.parameters()), "lr_mult": band_lr_mult}]
 
 
 def load_masker_state(masker, state: dict) -> None:
