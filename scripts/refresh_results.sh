@@ -5,6 +5,7 @@
 #   RESUNET=runs/resunet/checkpoint SINGLE=runs/sep_9750 HIER=runs/hier/checkpoint \
 #   CODECFORMER=src/codecsep/assets/codecformer-default CODESEP=checkpoints/codesep-mdct \
 #   CURVES="codecsep=runs/sep resunet=runs/resunet" bash scripts/refresh_results.sh
+#   PEERS=0 CODEC=0 bash scripts/refresh_results.sh  # after swapping the default separator only
 #
 # Needs the corpus (data/corpus, `codecsep corpus build`); evaluation sets are written on first
 # use into data/eval. Two lanes run side by side (2 cores); each step is resumable.
@@ -21,7 +22,7 @@ lane_shipped() {
     $CS eval --model codecsep --protocol $p --prompt-mode heldout --anchor-weight 0 $OW  # anchoring off
   done
   $CS eval --model codecsep --protocol two_source --task remove $OW
-  $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
+  [[ ${CODEC:-1} == 0 ]] || $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
     --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW
   $CS bench deploy --n 100 $OW
 }
@@ -56,7 +57,7 @@ lane_peers() {
 
 LOGS=${LOG_DIR:-runs}; mkdir -p "$LOGS"
 lane_shipped > "$LOGS/refresh-shipped.log" 2>&1 &
-lane_peers > "$LOGS/refresh-peers.log" 2>&1 &
+[[ ${PEERS:-1} == 0 ]] || lane_peers > "$LOGS/refresh-peers.log" 2>&1 &
 wait
 $CS bench  # cost table, alone on the machine (it times)
 if [[ -n "${CURVES:-}" ]]; then

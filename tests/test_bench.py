@@ -38,6 +38,10 @@ def test_bench_rows_have_every_field_and_consistent_costs(tmp_path):
     assert ours["macs_waveform"] == pytest.approx(parts["encode"] + parts["masker"] + parts["decode"])
     assert ours["macs_codes"] == pytest.approx(parts["dequantize"] + parts["masker"] + parts["quantize"])
     assert rows["resunet-compact"]["macs_codes"] is None  # a spectrogram model has no code path
+    # counted again on the timed length (0.5 s here): per second, the convolutional codec costs
+    # the same on any length
+    mica = rows["mica"]
+    assert mica["macs_waveform_timed"] == pytest.approx(mica["macs_waveform"], rel=0.05)
     assert set(ours["rtf"]) == {"1"} and ours["rtf"]["1"] > 0 and ours["rtf_codes"]["1"] > 0
     assert not rows["codecsep-paper"]["timed"] and rows["codecsep-paper"]["rtf"] == {}
     assert ours["speedup"]["resunet-compact"]["1"] == pytest.approx(
@@ -45,7 +49,7 @@ def test_bench_rows_have_every_field_and_consistent_costs(tmp_path):
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["command"] == bench_command(cfg) and saved["machine"]["cpu_count"] >= 1
     md = (tmp_path / "bench.md").read_text()
-    assert "| codecsep |" in md and "GMACs/s waveform" in md and "Reproduce: `codecsep bench" in md
+    assert "| codecsep |" in md and "GMACs/s waveform, 0.5 s" in md and "Reproduce: `codecsep bench" in md
 
 
 def test_speedups_only_against_peers_timed_in_the_same_run():
@@ -78,3 +82,13 @@ def test_two_stage_row_costs_the_single_stage_plus_its_first_stage(tmp_path):
     assert two["macs_parts"]["encode"] == one["macs_parts"]["encode"]
     assert two["macs_parts"]["masker"] > one["macs_parts"]["masker"]  # + audio encoder, stage 1
     assert two["params"] > one["params"]
+
+
+def test_masker_macs_per_second_grow_with_the_input():
+    """Why the cost table counts twice: attention over F frames costs F^2, so per second of
+    audio a 10 s input costs the masker more than a 1 s one; the convolutional codec does not."""
+    bench = ROWS["codecsep"].build(True)
+    with torch.inference_mode():
+        short, long = bench.costs(1.0)["parts"], bench.costs(10.0)["parts"]
+    assert long["masker"] > 1.1 * short["masker"]
+    assert long["encode"] == pytest.approx(short["encode"], rel=0.05)

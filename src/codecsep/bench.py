@@ -6,7 +6,8 @@
 
 Per row: parameters; MACs per second of audio in waveform mode (encode + mask + decode, counted
 on a `--cost-seconds` input, 1 s by default as AudioSep counts) and in code-stream mode
-(dequantize + mask + quantize); the real-time factor (processing time / audio time, median of
+(dequantize + mask + quantize), both also counted on the timed length (`--seconds`, 10 s: the
+separators' window, over which attention cost grows); the real-time factor (processing time / audio time, median of
 `--repeats` runs on `--seconds` of audio after a warm-up) with 1 and 2 threads; the peak RSS of a
 fresh process separating 10 s and 10 min (our models stream long inputs through windows, so the
 10-min figure stays bounded). Timings are also given as speed-ups over the peers timed in the
@@ -306,9 +307,13 @@ def bench_row(name: str, cfg: BenchConfig) -> dict:
     bench = spec.build(cfg.tiny)
     with torch.inference_mode():
         costs = bench.costs(cfg.cost_seconds)
+        # again on the timed length (10 s = the separators' window): attention grows with it
+        window = bench.costs(cfg.seconds) if cfg.seconds != cfg.cost_seconds else costs
     row = {"model": name, "description": spec.description, "sample_rate": bench.sample_rate,
            "params": count_parameters(bench.module), "macs_waveform": costs["waveform"],
-           "macs_codes": costs["codes"], "macs_parts": costs["parts"], "notes": bench.notes,
+           "macs_codes": costs["codes"], "macs_parts": costs["parts"],
+           "macs_waveform_timed": window["waveform"], "macs_codes_timed": window["codes"],
+           "notes": bench.notes,
            "timed": not spec.heavy or cfg.heavy, "rtf": {}, "rtf_codes": {}, "memory": {}}
     if not row["timed"]:
         return row
@@ -385,7 +390,9 @@ def cost_table(result: dict) -> list[str]:
     """Markdown lines: one row per model (params, GMACs/s, RTF, memory, speed-ups)."""
     mem_keys = [f"{s:g}" for s in result["config"]["memory_seconds"]]
     threads = [str(t) for t in result["config"]["threads"]]
-    head = (["model", "params (M)", "GMACs/s waveform", "GMACs/s codes"]
+    timed_len = f"{result['config']['seconds']:g} s"
+    head = (["model", "params (M)", "GMACs/s waveform", "GMACs/s codes",
+             f"GMACs/s waveform, {timed_len}", f"GMACs/s codes, {timed_len}"]
             + [f"RTF {t} thr" for t in threads] + [f"RTF codes {t} thr" for t in threads]
             + [f"peak RSS {k} s (MB)" for k in mem_keys] + ["speed-up (1 thr)"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -393,7 +400,8 @@ def cost_table(result: dict) -> list[str]:
         speed = ", ".join(f"{v[threads[0]]:.3g}x vs {p}" for p, v in r.get("speedup", {}).items()
                           if threads[0] in v)
         cells = ([r["model"], f"{r['params'] / 1e6:.2f}", _g(r["macs_waveform"]),
-                  _g(r["macs_codes"])] + [_x(r["rtf"], t) for t in threads]
+                  _g(r["macs_codes"]), _g(r.get("macs_waveform_timed")),
+                  _g(r.get("macs_codes_timed"))] + [_x(r["rtf"], t) for t in threads]
                  + [_x(r["rtf_codes"], t) for t in threads]
                  + [_x({k: v["peak_mb"] for k, v in r["memory"].items()}, k, 4) for k in mem_keys]
                  + [speed or "–"])
@@ -404,7 +412,8 @@ def cost_table(result: dict) -> list[str]:
 def bench_markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# codecsep bench", "", *cost_table(result), "",
-             (f"MACs counted on {result['config']['cost_seconds']:g} s of audio; RTF = "
+             (f"MACs counted on {result['config']['cost_seconds']:g} s of audio (as AudioSep "
+              f"counts) and on the timed length (attention costs grow with the input); RTF = "
               f"processing time / audio time on {result['config']['seconds']:g} s (median of "
               f"{result['config']['repeats']}); '–' = not measured (heavy rows need --heavy)."),
              (f"Machine: {m['cpu_count']} CPUs, {m['processor']}, torch {m['torch']}, load "
