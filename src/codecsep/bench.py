@@ -7,8 +7,9 @@
 Per row: parameters; MACs per second of audio in waveform mode (encode + mask + decode, counted
 on a `--cost-seconds` input, 1 s by default as AudioSep counts) and in code-stream mode
 (dequantize + mask + quantize), both also counted on the timed length (`--seconds`, 10 s: the
-separators' window, over which attention cost grows); the real-time factor (processing time / audio time, median of
-`--repeats` runs on `--seconds` of audio after a warm-up) with 1 and 2 threads; the peak RSS of a
+separators' window, over which attention cost grows); the real-time factor (processing time /
+audio time, median of `--repeats` runs on `--seconds` of audio after a warm-up) with 1 and 2
+threads; the peak RSS of a
 fresh process separating 10 s and 10 min (our models stream long inputs through windows, so the
 10-min figure stays bounded). Timings are also given as speed-ups over the peers timed in the
 same run. Weights are random: costs and timings do not depend on them.
@@ -386,6 +387,12 @@ def _x(d: dict, key: str, digits: int = 3) -> str:
     return "–" if v is None else f"{v:.{digits}g}"
 
 
+def macs_counted(config: dict) -> str:
+    """How the table's MACs were counted (the bench's own notes and the README say the same)."""
+    return (f"counted on {config['cost_seconds']:g} s as AudioSep counts, and on {config['seconds']:g} s, "
+            f"the separators' window: attention grows with it")
+
+
 def cost_table(result: dict) -> list[str]:
     """Markdown lines: one row per model (params, GMACs/s, RTF, memory, speed-ups)."""
     mem_keys = [f"{s:g}" for s in result["config"]["memory_seconds"]]
@@ -412,8 +419,7 @@ def cost_table(result: dict) -> list[str]:
 def bench_markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# codecsep bench", "", *cost_table(result), "",
-             (f"MACs counted on {result['config']['cost_seconds']:g} s of audio (as AudioSep "
-              f"counts) and on the timed length (attention costs grow with the input); RTF = "
+             (f"MACs per second of audio {macs_counted(result['config'])}; RTF = "
               f"processing time / audio time on {result['config']['seconds']:g} s (median of "
               f"{result['config']['repeats']}); '–' = not measured (heavy rows need --heavy)."),
              (f"Machine: {m['cpu_count']} CPUs, {m['processor']}, torch {m['torch']}, load "

@@ -126,14 +126,13 @@ def quality_section(summaries: list[dict], task: str, mode: str) -> list[str]:
 
 
 def cost_section(bench: dict | None) -> list[str]:
-    from .bench import cost_table
+    from .bench import cost_table, macs_counted
 
     if bench is None:
         return ["### Cost on CPU", "", "No benchmark yet: run `codecsep bench`.", ""]
     cfg, m = bench["config"], bench["machine"]
     return ["### Cost on CPU", "",
-            (f"Parameters, GMACs per second of audio (counted on {cfg['cost_seconds']:g} s as AudioSep "
-             f"counts, and on {cfg['seconds']:g} s, the separators' window: attention grows with it), "
+            (f"Parameters, GMACs per second of audio ({macs_counted(cfg)}), "
              f"real-time factor on {cfg['seconds']:g} s (median of {cfg['repeats']}), peak RSS "
              f"of a fresh process. Machine: {m['cpu_count']} CPUs ({m['processor']}), torch "
              f"{m['torch']}, load average {m['load_average']}."), "",
