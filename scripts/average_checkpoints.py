@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from codecsep.checkpoint import load_checkpoint, save_checkpoint
+from codecsep.checkpoint import load_checkpoint, provenance, save_checkpoint
 from codecsep.errors import CodecSepError
 
 # config fields that are not the architecture: training-only ones and inference settings
@@ -54,10 +54,7 @@ def average(paths: list[str], weights: list[float] | None = None):
             if any(not torch.equal(value, s[name]) for _, _, s, _ in loaded[1:]):
                 raise CodecSepError(f"non-float tensor {name} differs between checkpoints")
             out[name] = value
-    inputs = [{"path": str(p), "weight": w, "step": m.get("step"), "sha256": m.get("sha256"),
-               "trained_by": m.get("trained_by"),
-               **({"averaged_from": m["averaged_from"]} if "averaged_from" in m else {})}
-              for p, w, (_, _, _, m) in zip(paths, weights, loaded)]  # averages keep their recipe
+    inputs = [provenance(p, m, weight=w) for p, w, (_, _, _, m) in zip(paths, weights, loaded)]
     meta = dict(loaded[0][3])
     meta.pop("sha256", None)
     meta.update(step=max(m.get("step") or 0 for *_, m in loaded), averaged_from=inputs,

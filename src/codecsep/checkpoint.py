@@ -27,7 +27,8 @@ from .errors import CodecSepError
 
 def config_from_dict(cls, d: dict):
     """Build a frozen config dataclass from a dict; unknown keys are an error. Lists become
-    tuples, and a dict given for a field whose default is a dataclass builds that dataclass."""
+    tuples, a dict given for a field whose default is a dataclass builds that dataclass, and the
+    items of a list field declared with `metadata={"of": SomeConfig}` build SomeConfigs."""
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:
@@ -36,6 +37,8 @@ def config_from_dict(cls, d: dict):
 
 
 def _field_value(f, value):
+    if isinstance(value, list) and "of" in f.metadata:
+        return tuple(v if is_dataclass(v) else config_from_dict(f.metadata["of"], v) for v in value)
     if isinstance(value, dict):
         default = f.default if f.default_factory is MISSING else f.default_factory()
         if is_dataclass(default):
@@ -97,6 +100,14 @@ def load_checkpoint(directory) -> tuple[str, dict, dict, dict]:
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in load_file(str(directory / "model.safetensors")).items()}
     return cfg["class"], cfg["config"], state, meta
+
+
+def provenance(path, meta: dict, **extra) -> dict:
+    """What a checkpoint built from others (an average, an ensemble) records of each input:
+    its path, step, hash and recipe, with the input's own inputs if it was built too."""
+    keep = ("averaged_from", "combined_from", "history")
+    return {"path": str(path), **extra, "step": meta.get("step"), "sha256": meta.get("sha256"),
+            "trained_by": meta.get("trained_by"), **{k: meta[k] for k in keep if k in meta}}
 
 
 def command_line() -> str:

@@ -447,6 +447,7 @@ class EvalConfig:
     set_size: int = DEFAULT_N  # mixtures written when the evaluation set does not exist yet
     anchor_weight: float | None = None  # overrides the checkpoint's prompt-anchoring weight
     shifts: int | None = None  # overrides the checkpoint's number of shifted passes
+    members: int | None = None  # of an ensemble checkpoint, the maskers run (the first N)
     split: str = "test"  # corpus split the evaluation set is drawn from (results: test)
 
     def __post_init__(self):
@@ -728,6 +729,8 @@ def register(subparsers) -> None:
                    help="prompt anchoring weight in [0, 1] instead of the checkpoint's (0: off)")
     p.add_argument("--shifts", type=int, metavar="N",
                    help="shifted passes averaged per window instead of the checkpoint's")
+    p.add_argument("--members", type=int, metavar="N",
+                   help="of a checkpoint that averages several maskers, run the first N only")
     p.add_argument("--overwrite", action="store_true", help="discard previous results in --out")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: items are small, and on a busy machine more "
@@ -741,7 +744,7 @@ def _run(args: argparse.Namespace) -> int:
                      prompt_mode=args.prompt_mode, task=args.task, visqol=args.visqol,
                      visqol_items=args.visqol_items, semantic=args.semantic, seed=args.seed,
                      eval_dir=args.eval_dir, manifest=args.manifest, split=args.split,
-                     anchor_weight=args.anchor_weight, shifts=args.shifts)
+                     anchor_weight=args.anchor_weight, shifts=args.shifts, members=args.members)
     out = Path(args.out) if args.out else default_out_dir(cfg)
     s = evaluate(cfg, out, overwrite=args.overwrite)
     m = s["metrics"]["si_sdri"]

@@ -25,7 +25,7 @@ from ..text.anchors import PromptAnchors, apply_anchors
 from .chunking import overlap_add
 
 # separator attributes a run may set instead of the checkpoint's inference settings
-INFERENCE_OVERRIDES = ("anchor_weight", "shifts")
+INFERENCE_OVERRIDES = ("anchor_weight", "shifts", "members")
 
 
 def apply_overrides(model, overrides: dict, name: str) -> None:

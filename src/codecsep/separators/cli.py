@@ -309,6 +309,9 @@ def register(sub) -> None:
     p.add_argument("--shifts", type=int, metavar="N",
                    help="average N passes shifted within one codec frame (default: the "
                         "checkpoint's; 1 is fastest)")
+    p.add_argument("--members", type=int, metavar="N",
+                   help="of a checkpoint that averages several maskers, run only the first N "
+                        "(default: all; 1 is fastest)")
     p.add_argument("--codes-in", action="store_true", help="inputs are .codes files")
     p.add_argument("--codes-out", action="store_true", help="write .codes files, not audio")
     p.add_argument("--n-quantizers", type=int, metavar="N",

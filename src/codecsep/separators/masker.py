@@ -10,6 +10,8 @@ The paper's configuration (DAC-16k: D=1024, d=256, 16 layers) and our compact de
 D=320) are two configs of this one class: see `PAPER_DAC16K` and `MaskerConfig()`.
 `trunk="bandsplit"` selects `BandSplitMasker` instead (`build_masker`): one token per band and frame,
 attention over time and across bands, the same interface.
+`MaskMean` averages the masks of several maskers (e.g. one of each trunk: they err on different
+items); `build_maskers` gives one masker, or their mean when given more than one config.
 """
 
 from __future__ import annotations
@@ -202,6 +204,37 @@ class BandSplitMasker(nn.Module):
 def build_masker(config: MaskerConfig) -> nn.Module:
     """The masker a config describes: the time trunk (`Masker`) or the band-split one."""
     return BandSplitMasker(config) if config.trunk == "bandsplit" else Masker(config)
+
+
+def build_maskers(configs: list[MaskerConfig]) -> nn.Module:
+    """One config: its masker (state-dict keys as `build_masker`'s); more: their `MaskMean`."""
+    if len(configs) == 1:
+        return build_masker(configs[0])
+    return MaskMean([build_masker(c) for c in configs])
+
+
+class MaskMean(nn.Module):
+    """The mean of several maskers' masks, with one interface: latent (B, D, F), cond (B, E).
+
+    Every member sees the same latent and text embedding, so the members must agree on
+    `latent_dim` and `cond_dim`; each costs its own MACs. `active` (None: all) runs only the
+    first members, e.g. 1 for the cheapest path; its output is then exactly that member's.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        first = members[0].config
+        for m in members[1:]:
+            if (m.config.latent_dim, m.config.cond_dim) != (first.latent_dim, first.cond_dim):
+                raise ValueError("maskers to average must share latent_dim and cond_dim, got "
+                                 f"{(first.latent_dim, first.cond_dim)} and "
+                                 f"{(m.config.latent_dim, m.config.cond_dim)}")
+        self.members = nn.ModuleList(members)
+        self.active: int | None = None
+
+    def forward(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        used = self.members[: self.active]
+        return sum(m(latent, cond) for m in used) / len(used)
 
 
 class Masker(nn.Module):

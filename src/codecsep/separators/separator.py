@@ -21,7 +21,7 @@ from ..errors import CodecSepError
 from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts
 from .chunking import overlap_add, shift_offsets, shifted_mean
 from ..text.anchors import PromptAnchors
-from .masker import MaskerConfig, build_masker
+from .masker import MaskerConfig, MaskMean, build_maskers
 
 __all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_prompts"]
 
@@ -39,6 +39,9 @@ class SeparatorConfig:
     # waveform input: average over `shifts` copies offset by fractions of one codec hop (as
     # Demucs's shifts): the frame grid falls elsewhere each time; costs `shifts` passes
     shifts: int = 1
+    # more maskers whose masks are averaged with `masker`'s (`MaskMean`; each costs its own MACs);
+    # `scripts/combine_maskers.py` builds such a checkpoint from trained ones
+    ensemble: tuple[MaskerConfig, ...] = field(default=(), metadata={"of": MaskerConfig})
 
     @classmethod
     def from_dict(cls, d: dict) -> SeparatorConfig:
@@ -59,7 +62,10 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         super().__init__(config, text_encoder=text_encoder)
         self.shifts: int | None = None  # overrides config.shifts when set
         self.codec = codec if codec is not None else load_codec(config.codec)
-        self.masker = build_masker(config.masker)
+        try:
+            self.masker = build_maskers([config.masker, *config.ensemble])
+        except ValueError as e:
+            raise CodecSepError(str(e)) from None
         if self.codec.latent_dim != config.masker.latent_dim:
             raise CodecSepError(f"masker expects {config.masker.latent_dim}-d latents, codec "
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
@@ -93,6 +99,23 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         both = self.codec.decode(torch.cat([target, z - target]), mixture.shape[-1])
         return both.chunk(2)
 
+    @property
+    def members(self) -> int:
+        """Maskers whose masks are averaged (1 unless the config has an `ensemble`)."""
+        if not isinstance(self.masker, MaskMean):
+            return 1
+        return len(self.masker.members[: self.masker.active])
+
+    @members.setter
+    def members(self, n: int) -> None:
+        """Run only the first `n` maskers of an ensemble (the cheaper path; `n` = 1 is `masker`)."""
+        total = len(self.masker.members) if isinstance(self.masker, MaskMean) else 1
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
+            raise CodecSepError(f"members must be a whole number from 1 to {total} (the maskers "
+                                f"this checkpoint holds), got {n!r}")
+        if total > 1:
+            self.masker.active = n
+
     # ----------------------------------------------------------------------------- waveforms
     @property
     def shift_offsets(self) -> list[int]:
@@ -106,6 +129,8 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def inference_tag(self) -> str:
         offsets = self.shift_offsets
         tags = [super().inference_tag()] + ([f"shifts:{len(offsets)}"] if len(offsets) > 1 else [])
+        if isinstance(self.masker, MaskMean) and self.members < len(self.masker.members):
+            tags.append(f"members:{self.members}")
         return "+".join(t for t in tags if t)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,111 @@
+"""Mask averaging: `MaskMean`, ensemble checkpoints (scripts/combine_maskers.py), `--members`."""
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY_MASKER, save_tiny_codec
+
+from codecsep.checkpoint import load_checkpoint
+from codecsep.codecs import load_codec
+from codecsep.errors import CodecSepError
+from codecsep.evaluate import EvalConfig
+from codecsep.separators.base import apply_overrides
+from codecsep.separators.masker import MaskerConfig, MaskMean, build_masker
+from codecsep.separators.separator import Separator, SeparatorConfig
+from codecsep.text.base import get_text_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "scripts/combine_maskers.py")
+BANDSPLIT = MaskerConfig(trunk="bandsplit", split="8x4,32x3,64x3", dim=16, depth=1, heads=2,
+                         ffn_dim=32, cond_dim=TINY_MASKER.cond_dim, cond_hidden=16, dropout=0.0,
+                         mask_hidden=16)
+
+
+def save_member(root: Path, name: str, masker: MaskerConfig, seed: int, **cfg) -> Path:
+    """A random separator on the shared tiny codec in `root` (weights moved off their init)."""
+    codec_dir = root / "codec"
+    if not codec_dir.exists():
+        save_tiny_codec(codec_dir)
+    torch.manual_seed(seed)
+    cfg = {"codec": str(codec_dir), "text_encoder": "hash", **cfg}
+    sep = Separator(SeparatorConfig(masker=masker, **cfg),
+                    codec=load_codec(str(codec_dir)), text_encoder=get_text_encoder("hash"))
+    for p in sep.masker.parameters():
+        p.data += 0.05 * torch.randn_like(p)
+    return sep.save(root / name, meta={"step": 100 * seed})
+
+
+def run(*args):
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True)
+
+
+def test_ensemble_mask_is_the_mean_and_one_member_is_the_first_model(tmp_path):
+    a = save_member(tmp_path, "a", TINY_MASKER, 1, shifts=2)
+    b = save_member(tmp_path, "b", BANDSPLIT, 2)
+    r = run(a, b, "-o", tmp_path / "ens")
+    assert r.returncode == 0, r.stderr
+    ens, first, second = (Separator.load(p) for p in (tmp_path / "ens", a, b))
+    assert ens.config.ensemble == (BANDSPLIT,) and ens.config.shifts == 2  # inference from a
+    z, c = torch.randn(2, 320, 30).exp(), torch.randn(2, TINY_MASKER.cond_dim)
+    with torch.no_grad():
+        mean = (first.masker(z, c) + second.masker(z, c)) / 2
+        assert torch.allclose(ens.masker(z, c), mean, atol=1e-6)
+    wav = torch.randn(1, 4000) * 0.1
+    both = ens.separate(wav, ["dog", "violin"])
+    assert torch.allclose(both["target"] + both["residual"], wav.expand(2, 1, 4000), atol=1e-4)
+    ens.members = 1
+    assert ens.inference_tag().endswith("members:1")
+    assert torch.equal(ens.separate(wav, ["dog"])["target"], first.separate(wav, ["dog"])["target"])
+    assert not torch.allclose(both["target"][:1], first.separate(wav, ["dog"])["target"], atol=1e-4)
+    _, _, _, meta = load_checkpoint(tmp_path / "ens")
+    assert [m["path"] for m in meta["combined_from"]] == [str(a), str(b)]
+    assert meta["step"] == 200 and "combine_maskers.py" in meta["trained_by"]
+    assert run(a, b, "-o", tmp_path / "ens").returncode != 0  # no silent overwrite
+
+
+def test_inputs_that_cannot_share_a_latent_and_prompt_are_refused(tmp_path):
+    a = save_member(tmp_path, "a", TINY_MASKER, 1)
+    wide = save_member(tmp_path, "wide", replace(TINY_MASKER, cond_dim=384), 2, text_encoder="minilm")
+    r = run(a, wide, "-o", tmp_path / "x")
+    assert r.returncode != 0 and "text encoder" in r.stderr and not (tmp_path / "x").exists()
+    assert "at least two" in run(a, "-o", tmp_path / "x").stderr
+    assert run(a, a, "-o", tmp_path / "ens").returncode == 0
+    r = run(tmp_path / "ens", a, "-o", tmp_path / "x")
+    assert r.returncode != 0 and "already an ensemble" in r.stderr
+    with pytest.raises(ValueError, match="share latent_dim and cond_dim"):
+        MaskMean([build_masker(m) for m in (TINY_MASKER, replace(TINY_MASKER, cond_dim=384))])
+
+
+@pytest.mark.parametrize("bad", [0, 3, 1.5, True])
+def test_members_outside_the_ensemble_are_refused(tmp_path, bad):
+    a = save_member(tmp_path, "a", TINY_MASKER, 1)
+    assert run(a, a, "-o", tmp_path / "ens").returncode == 0
+    ens, single = Separator.load(tmp_path / "ens"), Separator.load(a)
+    with pytest.raises(CodecSepError, match="members must be a whole number from 1 to 2"):
+        ens.members = bad
+    single.members = 1  # a single masker is its own first member
+    with pytest.raises(CodecSepError, match="from 1 to 1"):
+        apply_overrides(single, {"members": 2}, "it")
+
+
+def test_members_is_an_inference_setting_of_eval_runs():
+    cfg = EvalConfig(model="codecsep", protocol="two_source", members=1)
+    assert cfg.model_label == "codecsep --members 1" and cfg.command().endswith("--members 1")
+
+
+def test_ensemble_cost_is_the_members_costs(tmp_path):
+    from codecsep.flops import count_macs
+
+    a = save_member(tmp_path, "a", TINY_MASKER, 1)
+    b = save_member(tmp_path, "b", BANDSPLIT, 2)
+    assert run(a, b, "-o", tmp_path / "ens").returncode == 0
+    z, c = torch.randn(1, 320, 50).exp(), torch.randn(1, TINY_MASKER.cond_dim)
+    parts = [count_macs(Separator.load(p).masker, z, c) for p in (a, b)]
+    ens = Separator.load(tmp_path / "ens")
+    assert count_macs(ens.masker, z, c) == sum(parts)
+    ens.members = 1
+    assert count_macs(ens.masker, z, c) == parts[0]
