@@ -6,7 +6,7 @@ CodecSep checkpoints on one codec latent space with one text encoder and one pro
 size. The output takes the first input's config (codec, text encoder, inference settings such as
 shifts and prompt anchors) with the other inputs' maskers as its `ensemble`, and records every
 input (path, step, sha256, recipe) in meta.json's `combined_from`, with this command. The first
-input is member 1, so `--members 1` at inference reproduces it exactly.
+input is member 1, so `--members 1` reproduces it exactly (while the output keeps its inference settings).
 
     python scripts/combine_maskers.py src/codecsep/assets/codecsep-default runs/soup_BS -o runs/ens
 """

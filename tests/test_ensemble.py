@@ -109,3 +109,19 @@ def test_ensemble_cost_is_the_members_costs(tmp_path):
     assert count_macs(ens.masker, z, c) == sum(parts)
     ens.members = 1
     assert count_macs(ens.masker, z, c) == parts[0]
+
+
+def test_ensemble_exports_to_onnx_and_matches(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from codecsep.export import OnnxSeparator, export_onnx
+    from codecsep.metrics import si_sdr
+
+    a = save_member(tmp_path, "a", TINY_MASKER, 1)
+    b = save_member(tmp_path, "b", BANDSPLIT, 2)
+    assert run(a, b, "-o", tmp_path / "ens").returncode == 0
+    sep = Separator.load(tmp_path / "ens")
+    onnx_sep = OnnxSeparator(export_onnx(sep, tmp_path / "onnx", prompts=["dog"]), threads=1)
+    wav = torch.randn(1, 8000) * 0.1
+    ref = sep.separate(wav, ["dog"])["target"][0, 0]
+    got = torch.as_tensor(onnx_sep.separate(wav.numpy(), ["dog"])["target"])[0, 0]
+    assert si_sdr(got, ref) > 40

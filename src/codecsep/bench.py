@@ -92,7 +92,11 @@ def separator_bench(sep) -> Bench:
         return {"parts": p, "waveform": shifts * (p["encode"] + p["masker"] + p["decode"]),
                 "codes": p["dequantize"] + p["masker"] + p["quantize"]}
 
-    return Bench(sep, sep.sample_rate, costs,
+    from .separators.masker import MaskMean
+
+    masker = sep.masker  # of an ensemble, the members a run uses (`--members`) count
+    maskers = masker.members[: masker.active] if isinstance(masker, MaskMean) else [masker]
+    return Bench(nn.ModuleList([codec, *maskers]), sep.sample_rate, costs,
                  run=lambda wav: sep.separate(wav, ["x"], cond=cond),
                  codes_of=lambda wav: codec.quantize(codec.encode(wav[None])),
                  run_codes=lambda codes: sep.separate_codes(codes, ["x"], cond=cond),
@@ -163,14 +167,21 @@ def _dac(tiny: bool):
     return DACCodec.from_config("16k", **(TINY_DAC if tiny else {}))
 
 
-def _codecsep(tiny: bool) -> Bench:
-    from .separators.masker import MaskerConfig
-    from .separators.separator import Separator, SeparatorConfig
+def _codecsep(members: int | None = None) -> Callable[[bool], Bench]:
+    """The shipped model as it runs (its inference settings, e.g. shifts, count); `members`:
+    only the first maskers of its ensemble (`--members`)."""
 
-    if not tiny:  # the shipped model as it runs (its inference settings, e.g. shifts, count)
-        return separator_bench(Separator.load())
-    return separator_bench(Separator(SeparatorConfig(masker=MaskerConfig(**TINY_MASKER)),
-                                     codec=_mica(tiny)))
+    def build(tiny: bool) -> Bench:
+        from .separators.masker import MaskerConfig
+        from .separators.separator import Separator, SeparatorConfig
+
+        sep = Separator.load() if not tiny else Separator(
+            SeparatorConfig(masker=MaskerConfig(**TINY_MASKER)), codec=_mica(tiny))
+        if members is not None:
+            sep.members = members
+        return separator_bench(sep)
+
+    return build
 
 
 def _hierarchical(tiny: bool) -> Bench:
@@ -213,7 +224,10 @@ def _resunet(config_name: str):
 
 
 ROWS: dict[str, Row] = {
-    "codecsep": Row("ours: Mica MDCT codec + compact FiLM-Transformer masker", _codecsep),
+    "codecsep": Row("ours: Mica MDCT codec + the mean of two maskers' masks (FiLM Transformer over "
+                    "frames; band-split dual-path)", _codecsep()),
+    "codecsep-members1": Row("ours with --members 1: Mica + the FiLM Transformer over frames alone "
+                             "(the default before session 12)", _codecsep(1)),
     "hierarchical": Row("ours, two-stage: + aligned audio encoder and stage 1 (HSM-TSS-style)",
                         _hierarchical),
     "codecsep-paper": Row("CodecSep paper: DAC-16k + 16-layer masker (PAPER_DAC16K)",
