@@ -92,11 +92,8 @@ def separator_bench(sep) -> Bench:
         return {"parts": p, "waveform": shifts * (p["encode"] + p["masker"] + p["decode"]),
                 "codes": p["dequantize"] + p["masker"] + p["quantize"]}
 
-    from .separators.masker import MaskMean
-
-    masker = sep.masker  # of an ensemble, the members a run uses (`--members`) count
-    maskers = masker.members[: masker.active] if isinstance(masker, MaskMean) else [masker]
-    return Bench(nn.ModuleList([codec, *maskers]), sep.sample_rate, costs,
+    # parameters: the codec and the maskers a run uses (of an ensemble, `--members` of them)
+    return Bench(nn.ModuleList([codec, *sep.maskers]), sep.sample_rate, costs,
                  run=lambda wav: sep.separate(wav, ["x"], cond=cond),
                  codes_of=lambda wav: codec.quantize(codec.encode(wav[None])),
                  run_codes=lambda codes: sep.separate_codes(codes, ["x"], cond=cond),

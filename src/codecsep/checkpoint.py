@@ -38,7 +38,7 @@ def config_from_dict(cls, d: dict):
 
 def _field_value(f, value):
     if isinstance(value, list) and "of" in f.metadata:
-        return tuple(v if is_dataclass(v) else config_from_dict(f.metadata["of"], v) for v in value)
+        return tuple(config_from_dict(f.metadata["of"], v) for v in value)
     if isinstance(value, dict):
         default = f.default if f.default_factory is MISSING else f.default_factory()
         if is_dataclass(default):

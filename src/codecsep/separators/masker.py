@@ -232,9 +232,13 @@ class MaskMean(nn.Module):
         self.members = nn.ModuleList(members)
         self.active: int | None = None
 
+    @property
+    def used(self) -> nn.ModuleList:
+        """The members a pass runs (the first `active`, or all)."""
+        return self.members[: self.active]
+
     def forward(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        used = self.members[: self.active]
-        return sum(m(latent, cond) for m in used) / len(used)
+        return sum(m(latent, cond) for m in self.used) / len(self.used)
 
 
 class Masker(nn.Module):

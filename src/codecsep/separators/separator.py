@@ -100,20 +100,27 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         return both.chunk(2)
 
     @property
+    def maskers(self) -> list:
+        """The maskers a pass runs: an ensemble's first `members` (all by default), or the one."""
+        return list(self.masker.used) if isinstance(self.masker, MaskMean) else [self.masker]
+
+    @property
+    def n_maskers(self) -> int:
+        """The maskers the checkpoint holds (1 unless its config has an `ensemble`)."""
+        return len(self.masker.members) if isinstance(self.masker, MaskMean) else 1
+
+    @property
     def members(self) -> int:
-        """Maskers whose masks are averaged (1 unless the config has an `ensemble`)."""
-        if not isinstance(self.masker, MaskMean):
-            return 1
-        return len(self.masker.members[: self.masker.active])
+        """How many maskers' masks are averaged."""
+        return len(self.maskers)
 
     @members.setter
     def members(self, n: int) -> None:
         """Run only the first `n` maskers of an ensemble (the cheaper path; `n` = 1 is `masker`)."""
-        total = len(self.masker.members) if isinstance(self.masker, MaskMean) else 1
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
-            raise CodecSepError(f"members must be a whole number from 1 to {total} (the maskers "
-                                f"this checkpoint holds), got {n!r}")
-        if total > 1:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.n_maskers:
+            raise CodecSepError(f"members must be a whole number from 1 to {self.n_maskers} (the "
+                                f"maskers this checkpoint holds), got {n!r}")
+        if self.n_maskers > 1:
             self.masker.active = n
 
     # ----------------------------------------------------------------------------- waveforms
@@ -129,8 +136,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def inference_tag(self) -> str:
         offsets = self.shift_offsets
         tags = [super().inference_tag()] + ([f"shifts:{len(offsets)}"] if len(offsets) > 1 else [])
-        if isinstance(self.masker, MaskMean) and self.members < len(self.masker.members):
-            tags.append(f"members:{self.members}")
+        tags += [f"members:{self.members}"] if self.members < self.n_maskers else []
         return "+".join(t for t in tags if t)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
