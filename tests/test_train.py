@@ -238,3 +238,39 @@ def test_band_refiner_learns_at_its_own_rate(tmp_path):
     base, bands = t.opt.param_groups
     assert bands["lr"] == pytest.approx(10 * base["lr"]) and base["lr"] == lr_at(2, cfg)
     assert masker.bands.out.weight.abs().sum() > 0  # the zero-initialised output has moved
+
+
+def test_distillation_adds_the_teachers_outputs_as_a_second_reference(tmp_path):
+    from dataclasses import replace
+
+    from codecsep.errors import CodecSepError
+    from codecsep.train.separator import load_teacher, make_step_fn
+
+    manifest = synthetic_manifest(tmp_path)
+    kw = dict(config=SeparatorConfig(masker=MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64,
+                                                         cond_hidden=16)),
+              text_encoder=get_text_encoder("hash", dim=384),
+              codec=MicaCodec(MicaConfig(channels=16, depth=1, n_codebooks=2, codebook_size=16)))
+    first = train_separator(str(manifest), str(tmp_path / "t"),
+                            recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False),
+                            loop=LoopConfig(steps=1, log_every=1, ckpt_every=1), **kw)
+    teacher = load_teacher(str(first), kw["config"], kw["codec"], kw["text_encoder"])
+    assert not any(p.requires_grad for p in teacher.parameters())
+    student = Separator.load(first, codec=kw["codec"], text_encoder=kw["text_encoder"])
+    g = torch.Generator().manual_seed(0)
+    target = 0.1 * torch.randn(2, 1, 8000, generator=g)
+    batch = (target + 0.1 * torch.randn(2, 1, 8000, generator=g), target, torch.randn(2, 384, generator=g))
+    plain = make_step_fn(SeparatorRecipe(bf16=False), kw["codec"])(student, batch)
+    both = make_step_fn(SeparatorRecipe(bf16=False, w_teacher=0.5), kw["codec"], teacher)(student, batch)
+    # a student equal to its teacher matches it exactly: both terms sit at the loss floor (-30 dB each)
+    assert float(both["teacher_sisdr"].detach()) == 30.0
+    assert torch.allclose(both["loss"], plain["loss"] + 0.5 * (-30.0 - 30.0))
+    # a teacher on another text encoder cannot teach this student
+    with pytest.raises(CodecSepError, match="text_encoder"):
+        load_teacher(str(first), replace(kw["config"], text_encoder="clap"), kw["codec"], kw["text_encoder"])
+    # end to end: a distilled run trains, logs its agreement with the teacher and records the teacher
+    out = train_separator(str(manifest), str(tmp_path / "s"),
+                          recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False, teacher=str(first)),
+                          loop=LoopConfig(steps=2, log_every=1, ckpt_every=2), **kw)
+    assert "teacher_sisdr" in (tmp_path / "s" / "log.csv").read_text().splitlines()[0]
+    assert Separator.load(out, codec=kw["codec"], text_encoder=kw["text_encoder"]).meta["recipe"]["teacher"] == str(first)

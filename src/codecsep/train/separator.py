@@ -55,6 +55,10 @@ class SeparatorRecipe:
     sisdr_floor: float = -30.0  # clamp of the per-item loss, so near-silent items can't dominate
     bf16: bool = True  # bfloat16 autocast for the masker
     band_lr_mult: float = 1.0  # LR multiplier of the band refiner (grown from zero onto a trained masker)
+    # distillation: a separator checkpoint (same codec and text encoder) whose target and residual
+    # are a second reference, weighted `w_teacher` against the clean sources' loss
+    teacher: str = ""
+    w_teacher: float = 0.5
     seed: int = 0
 
     def __post_init__(self):
@@ -142,7 +146,14 @@ def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRec
                cond)
 
 
-def make_step_fn(recipe: SeparatorRecipe, codec):
+def make_step_fn(recipe: SeparatorRecipe, codec, teacher=None):
+    """The training step; with a `teacher` (a Separator), the loss adds `w_teacher` times the
+    same loss against the teacher's target and residual."""
+    def pair_loss(est_target, est_residual, ref_target, ref_residual):
+        lt = neg_si_sdr(est_target[:, 0], ref_target[:, 0]).clamp(min=recipe.sisdr_floor)
+        lr = neg_si_sdr(est_residual[:, 0], ref_residual[:, 0]).clamp(min=recipe.sisdr_floor)
+        return lt, lr
+
     def step(model, batch):
         mix, target, cond = batch
         est_target, est_residual = model(mix, cond, bf16=recipe.bf16)
@@ -151,13 +162,36 @@ def make_step_fn(recipe: SeparatorRecipe, codec):
             with torch.no_grad():
                 both = codec.decode(codec.encode(torch.cat([target, mix - target])), mix.shape[-1])
             ref_target, ref_residual = both.chunk(2)
-        lt = neg_si_sdr(est_target[:, 0], ref_target[:, 0]).clamp(min=recipe.sisdr_floor)
-        lr = neg_si_sdr(est_residual[:, 0], ref_residual[:, 0]).clamp(min=recipe.sisdr_floor)
+        lt, lr = pair_loss(est_target, est_residual, ref_target, ref_residual)
         mix_sisdr = -neg_si_sdr(mix[:, 0], target[:, 0])
-        return {"loss": lt.mean() + recipe.w_residual * lr.mean(), "target_sisdr": -lt.mean(),
+        logs = {"loss": lt.mean() + recipe.w_residual * lr.mean(), "target_sisdr": -lt.mean(),
                 "residual_sisdr": -lr.mean(), "target_sisdri": (-lt - mix_sisdr).mean()}
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_target, teacher_residual = teacher(mix, cond)
+            dt, dr = pair_loss(est_target, est_residual, teacher_target, teacher_residual)
+            logs["loss"] = logs["loss"] + recipe.w_teacher * (dt.mean() + recipe.w_residual * dr.mean())
+            logs["teacher_sisdr"] = -dt.mean()
+        return logs
 
     return step
+
+
+def load_teacher(path: str, config: SeparatorConfig, codec, encoder) -> Separator:
+    """The distillation teacher, frozen, on the student's codec and text encoder (refused when
+    its checkpoint names another codec or text encoder: its masks would not fit the latent or
+    the prompt embedding)."""
+    from ..checkpoint import load_checkpoint
+
+    _, cfg, _, _ = load_checkpoint(path)
+    for part in ("codec", "text_encoder"):
+        if cfg.get(part) != getattr(config, part):
+            raise CodecSepError(f"teacher {path} uses {part} {cfg.get(part)!r}, the student "
+                                f"{getattr(config, part)!r}: distillation needs the same one")
+    teacher = Separator.load(path, codec=codec, text_encoder=encoder)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = SeparatorConfig(),
@@ -190,7 +224,8 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
     trainer = None
     batches = separator_batches(bank, prompts, recipe, codec.sample_rate,
                                 recipe.seed + 1000 * _rank(), lambda: trainer.step)
-    trainer = Trainer(sep, batches, make_step_fn(recipe, codec), export, out, loop,
+    teacher = load_teacher(recipe.teacher, config, codec, encoder) if recipe.teacher else None
+    trainer = Trainer(sep, batches, make_step_fn(recipe, codec, teacher), export, out, loop,
                       params=masker_param_groups(sep.masker, recipe.band_lr_mult))
     if trainer.step == 0 and recipe.init_from:
         warm_start(trainer, sep, recipe.init_from)
