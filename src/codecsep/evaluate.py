@@ -503,7 +503,9 @@ def eval_set_fingerprint(eval_set) -> str:
     return hashlib.sha256((Path(eval_set.root) / "metadata.csv").read_bytes()).hexdigest()[:16]
 
 
-SAME_INPUT_DB = 0.01  # mixture input SI-SDRs of one draw agree to this, wherever it was rendered
+# mixture input SI-SDRs of one draw agree to this, wherever it was rendered (measured: up to
+# 0.017 dB on a -14 dB item after a rebuild on another machine; other draws differ in their clips)
+SAME_INPUT_DB = 0.05
 
 
 def item_inputs(folder: Path) -> dict[tuple[str, str], tuple[str, float]]:
