@@ -27,6 +27,21 @@ def synthetic_manifest(tmp_path, n=8):
     return write_manifest(clips, tmp_path / "manifest.jsonl")
 
 
+def tiny_parts() -> dict:
+    """A tiny separator config, the hash text encoder and a tiny Mica codec: trains in seconds."""
+    return dict(config=SeparatorConfig(masker=MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64,
+                                                           cond_hidden=16)),
+                text_encoder=get_text_encoder("hash", dim=384),
+                codec=MicaCodec(MicaConfig(channels=16, depth=1, n_codebooks=2, codebook_size=16)))
+
+
+def train_tiny(manifest, out, steps: int, parts: dict, **recipe):
+    """`train_separator` on `tiny_parts()` for `steps` steps (batch 2 of 0.5 s), exporting at the end."""
+    return train_separator(str(manifest), str(out),
+                           recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False, **recipe),
+                           loop=LoopConfig(steps=steps, log_every=1, ckpt_every=steps), **parts)
+
+
 def test_draw_mixture_is_sum_of_sources_and_deterministic(tmp_path):
     from codecsep.data.manifest import read_manifest
 
@@ -53,11 +68,7 @@ def test_batches_pair_each_mixture_with_two_targets(tmp_path):
 
 def test_separator_training_resumes_and_exports(tmp_path):
     manifest = synthetic_manifest(tmp_path)
-    kw = dict(config=SeparatorConfig(masker=MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64,
-                                                         cond_hidden=16)),
-              recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False),
-              text_encoder=get_text_encoder("hash", dim=384),
-              codec=MicaCodec(MicaConfig(channels=16, depth=1, n_codebooks=2, codebook_size=16)))
+    kw = dict(tiny_parts(), recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False))
     out = tmp_path / "run"
     train_separator(str(manifest), str(out), loop=LoopConfig(steps=3, log_every=1, ckpt_every=3), **kw)
     train_separator(str(manifest), str(out), loop=LoopConfig(steps=5, log_every=1, ckpt_every=5), **kw)
@@ -108,17 +119,9 @@ def test_train_cli_flags_map_onto_the_recipe_dataclasses():
 
 def test_warm_start_continues_step_and_history_from_a_shipped_checkpoint(tmp_path):
     manifest = synthetic_manifest(tmp_path)
-    kw = dict(config=SeparatorConfig(masker=MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64,
-                                                         cond_hidden=16)),
-              text_encoder=get_text_encoder("hash", dim=384),
-              codec=MicaCodec(MicaConfig(channels=16, depth=1, n_codebooks=2, codebook_size=16)))
-    first = train_separator(str(manifest), str(tmp_path / "a"),
-                            recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False),
-                            loop=LoopConfig(steps=2, log_every=1, ckpt_every=2), **kw)
-    second = train_separator(str(manifest), str(tmp_path / "b"),
-                             recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False,
-                                                    init_from=str(first)),
-                             loop=LoopConfig(steps=3, log_every=1, ckpt_every=3), **kw)
+    kw = tiny_parts()
+    first = train_tiny(manifest, tmp_path / "a", 2, kw)
+    second = train_tiny(manifest, tmp_path / "b", 3, kw, init_from=str(first))
     sep = Separator.load(second, codec=kw["codec"], text_encoder=kw["text_encoder"])
     assert sep.meta["step"] == 3
     assert [h["start_step"] for h in sep.meta["history"]] == [0, 2]
@@ -247,13 +250,8 @@ def test_distillation_adds_the_teachers_outputs_as_a_second_reference(tmp_path):
     from codecsep.train.separator import load_teacher, make_step_fn
 
     manifest = synthetic_manifest(tmp_path)
-    kw = dict(config=SeparatorConfig(masker=MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64,
-                                                         cond_hidden=16)),
-              text_encoder=get_text_encoder("hash", dim=384),
-              codec=MicaCodec(MicaConfig(channels=16, depth=1, n_codebooks=2, codebook_size=16)))
-    first = train_separator(str(manifest), str(tmp_path / "t"),
-                            recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False),
-                            loop=LoopConfig(steps=1, log_every=1, ckpt_every=1), **kw)
+    kw = tiny_parts()
+    first = train_tiny(manifest, tmp_path / "t", 1, kw)
     teacher = load_teacher(str(first), kw["config"], kw["codec"], kw["text_encoder"])
     assert not any(p.requires_grad for p in teacher.parameters())
     student = Separator.load(first, codec=kw["codec"], text_encoder=kw["text_encoder"])
@@ -269,8 +267,6 @@ def test_distillation_adds_the_teachers_outputs_as_a_second_reference(tmp_path):
     with pytest.raises(CodecSepError, match="text_encoder"):
         load_teacher(str(first), replace(kw["config"], text_encoder="clap"), kw["codec"], kw["text_encoder"])
     # end to end: a distilled run trains, logs its agreement with the teacher and records the teacher
-    out = train_separator(str(manifest), str(tmp_path / "s"),
-                          recipe=SeparatorRecipe(batch_size=2, seconds=0.5, bf16=False, teacher=str(first)),
-                          loop=LoopConfig(steps=2, log_every=1, ckpt_every=2), **kw)
+    out = train_tiny(manifest, tmp_path / "s", 2, kw, teacher=str(first))
     assert "teacher_sisdr" in (tmp_path / "s" / "log.csv").read_text().splitlines()[0]
     assert Separator.load(out, codec=kw["codec"], text_encoder=kw["text_encoder"]).meta["recipe"]["teacher"] == str(first)
