@@ -308,3 +308,23 @@ def test_train_split_sets_are_separate_diagnostics(corpus, tmp_path):
         ensure_eval_set("two_source", 2, tmp_path / "eval", corpus["manifest"], split="valid")
     with pytest.raises(CodecSepError, match="unknown split"):
         ensure_eval_set("two_source", 2, tmp_path / "eval", corpus["manifest"], split="dev")
+
+
+def test_long_mixture_sets_are_their_own_sets_and_run_through_windows(corpus, tmp_path):
+    import soundfile as sf
+
+    from codecsep.data.manifest import read_manifest
+    from codecsep.evaluate import default_out_dir
+
+    cfg = EvalConfig(model="mixture", protocol="two_source", n=2, set_size=2, seconds=9.0,
+                     eval_dir=str(tmp_path / "eval"), manifest=corpus["manifest"])
+    s = evaluate(cfg, tmp_path / "out", n_examples=0)
+    assert Path(s["eval_set"]).name == "two_source-0-9s" and "--seconds 9.0" in s["command"]
+    assert "-9s-" in str(default_out_dir(cfg))
+    clips = max(sf.info(c.path).duration for c in read_manifest(corpus["manifest"]))
+    wav = sorted(Path(s["eval_set"]).rglob("*.wav"))[0]
+    assert clips < 9.0 and sf.info(wav).duration == pytest.approx(9.0, abs=0.01)  # tiled clips
+    # the 4-s set of the same protocol and seed is untouched and separate
+    assert not (tmp_path / "eval" / "two_source-0").exists()
+    with pytest.raises(CodecSepError, match="seconds must be > 0"):
+        ensure_eval_set("two_source", 2, tmp_path / "eval", corpus["manifest"], seconds=-1.0)

@@ -204,17 +204,29 @@ def model_fingerprint(model) -> str | None:
 
 
 # =============================================================================== eval sets
-def eval_set_dir(eval_root, protocol: str, seed: int = EVAL_SEED, split: str = "test") -> Path:
+def eval_set_dir(eval_root, protocol: str, seed: int = EVAL_SEED, split: str = "test",
+                 seconds: float | None = None) -> Path:
     name = f"{protocol}-{seed}" if split == "test" else f"{protocol}-{split}-{seed}"
-    return Path(eval_root) / name
+    return Path(eval_root) / (name + (f"-{seconds:g}s" if seconds else ""))
+
+
+def eval_mix_config(protocol: str, seconds: float | None = None) -> dict | None:
+    """The mixing settings of an evaluation set: the protocol's (`EVAL_MIX_CONFIGS`), and for a
+    set of `seconds`-long mixtures (long inputs, which run through crossfaded windows) that
+    length, with short clips tiled so every source lasts the whole mixture."""
+    base = EVAL_MIX_CONFIGS.get(protocol)
+    if not seconds:
+        return base
+    return {**(base or {}), "duration_s": float(seconds), "short_clips": "loop"}
 
 
 def ensure_eval_set(protocol: str, n: int, eval_root, manifest, seed: int = EVAL_SEED,
-                    set_size: int = DEFAULT_N, split: str = "test"):
+                    set_size: int = DEFAULT_N, split: str = "test", seconds: float | None = None):
     """The fixed set for (protocol, seed, split), written from that split of the manifest if
     absent (with max(n, set_size) mixtures, so a quick run with a small n does not fix a small
     set). Results are judged on "test"; "train" / "valid" sets of the same protocol measure how
-    much of the gap to the training curve comes from unseen sources."""
+    much of the gap to the training curve comes from unseen sources. `seconds`: a set of that
+    mixture length instead of the protocol's (`eval_mix_config`), kept in a folder of its own."""
     from .data.manifest import read_manifest
     from .data.mixtures import make_protocol, read_eval_set, write_eval_set
 
@@ -222,14 +234,16 @@ def ensure_eval_set(protocol: str, n: int, eval_root, manifest, seed: int = EVAL
         raise CodecSepError(f"unknown protocol {protocol!r}: use {', '.join(PROTOCOL_TARGETS)}")
     if split not in SPLITS:
         raise CodecSepError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
-    path = eval_set_dir(eval_root, protocol, seed, split)
+    if seconds is not None and not seconds > 0:
+        raise CodecSepError(f"--seconds must be > 0, got {seconds:g}")
+    path = eval_set_dir(eval_root, protocol, seed, split, seconds)
     if not (path / "metadata.csv").is_file():
         if not Path(manifest).is_file():
             raise CodecSepError(f"no evaluation set at {path} and no manifest at {manifest} "
                                 "to write one from (pass --manifest)")
         try:
             proto = make_protocol(protocol, read_manifest(manifest, split=split),
-                                  EVAL_MIX_CONFIGS.get(protocol))
+                                  eval_mix_config(protocol, seconds))
         except ValueError as e:
             raise CodecSepError(f"{manifest}: cannot draw {protocol} mixtures: {e}") from e
         size = max(n, set_size)
@@ -449,6 +463,7 @@ class EvalConfig:
     shifts: int | None = None  # overrides the checkpoint's number of shifted passes
     members: int | None = None  # of an ensemble checkpoint, the maskers run (the first N)
     split: str = "test"  # corpus split the evaluation set is drawn from (results: test)
+    seconds: float | None = None  # mixture length of the set (None: the protocol's, 4 s)
 
     def __post_init__(self):
         parse_model(self.model)
@@ -467,7 +482,7 @@ class EvalConfig:
         args += ["--visqol", "--visqol-items", str(self.visqol_items)] if self.visqol else []
         args += ["--semantic"] if self.semantic else []
         defaults = EvalConfig(model="mixture", protocol="two_source")
-        for flag in ("eval_dir", "manifest", "seed", "split") + INFERENCE_OVERRIDES:
+        for flag in ("eval_dir", "manifest", "seed", "split", "seconds") + INFERENCE_OVERRIDES:
             if getattr(self, flag) != getattr(defaults, flag):
                 args += [f"--{flag.replace('_', '-')}", str(getattr(self, flag))]
         return shlex.join(args)
@@ -485,12 +500,12 @@ class EvalConfig:
     def identity(self) -> dict:
         """What must match for a re-run to resume an existing items.csv."""
         keys = ("model", "protocol", "prompt_mode", "task", "seed", "visqol", "visqol_items",
-                "semantic", "split") + tuple(self.overrides())
+                "semantic", "split") + (("seconds",) if self.seconds else ()) + tuple(self.overrides())
         return {k: getattr(self, k) for k in keys}
 
 
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
-    split = "" if cfg.split == "test" else f"-{cfg.split}"
+    split = ("" if cfg.split == "test" else f"-{cfg.split}") + (f"-{cfg.seconds:g}s" if cfg.seconds else "")
     tags = "".join(f"-{k.split('_')[0]}{v:g}" for k, v in cfg.overrides().items())
     return (Path(root) / f"{model_slug(cfg.model)}{tags}"
             / f"{cfg.protocol}{split}-{cfg.prompt_mode}-{cfg.task}")
@@ -554,7 +569,7 @@ def evaluate(cfg: EvalConfig, out_dir=None, model=None, overwrite: bool = False,
     """Run (or resume) an evaluation; returns the summary dict also written to summary.json."""
     torch.manual_seed(0)
     eval_set = ensure_eval_set(cfg.protocol, cfg.n, cfg.eval_dir, cfg.manifest, cfg.seed,
-                               cfg.set_size, cfg.split)
+                               cfg.set_size, cfg.split, cfg.seconds)
     model = model if model is not None else load_model(cfg.model, text_encoder)
     apply_overrides(model, cfg.overrides(), cfg.model)
     out = Path(out_dir) if out_dir else default_out_dir(cfg)
@@ -718,6 +733,9 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="corpus split of the evaluation set (default test; train / valid "
                         "measure the generalisation gap)")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="mixtures S seconds long (a set of its own; short clips are tiled): long "
+                        "inputs, which run through crossfaded windows (default: the protocol's 4 s)")
     p.add_argument("--prompt-mode", default="label", choices=PROMPT_MODES)
     p.add_argument("--task", default="extract", choices=TASKS)
     p.add_argument("--out", help="output folder (default results/eval/<model>/<protocol>-...)")
@@ -746,6 +764,7 @@ def _run(args: argparse.Namespace) -> int:
                      prompt_mode=args.prompt_mode, task=args.task, visqol=args.visqol,
                      visqol_items=args.visqol_items, semantic=args.semantic, seed=args.seed,
                      eval_dir=args.eval_dir, manifest=args.manifest, split=args.split,
+                     seconds=args.seconds,
                      anchor_weight=args.anchor_weight, shifts=args.shifts, members=args.members)
     out = Path(args.out) if args.out else default_out_dir(cfg)
     s = evaluate(cfg, out, overwrite=args.overwrite)
