@@ -167,7 +167,7 @@ def make_step_fn(recipe: SeparatorRecipe, codec, teacher=None):
         logs = {"loss": lt.mean() + recipe.w_residual * lr.mean(), "target_sisdr": -lt.mean(),
                 "residual_sisdr": -lr.mean(), "target_sisdri": (-lt - mix_sisdr).mean()}
         if teacher is not None:
-            with torch.no_grad():  # bfloat16: ~20% faster here, 45 dB from its float32 outputs
+            with torch.no_grad():  # bfloat16: a 16 x 2 s pass 0.96 -> 0.76 s; 45 dB from float32
                 teacher_target, teacher_residual = teacher(mix, cond, bf16=True)
             dt, dr = pair_loss(est_target, est_residual, teacher_target, teacher_residual)
             logs["loss"] = logs["loss"] + recipe.w_teacher * (dt.mean() + recipe.w_residual * dr.mean())
