@@ -1,10 +1,11 @@
-"""Set a separator checkpoint's inference settings: prompt anchors and shifted passes.
+"""Set a separator checkpoint's inference settings: prompt anchors, shifted passes, window length.
 
 Prompt anchors (`text.anchors`): the captions of the manifest's train split go into config.json
 with the given weight and temperature (checkpoints trained before anchoring existed carry none;
 new training runs record theirs). `--shifts N`: average N passes offset within one codec frame
-(`SeparatorConfig.shifts`). The command is appended to meta.json's history; the weights are
-untouched (their sha256 stays valid). `--like OTHER` copies OTHER's anchors and shifts instead, so a
+(`SeparatorConfig.shifts`). `--window-seconds S`: long inputs run through S-second windows
+(`SeparatorConfig.window_seconds`, crossfaded over `overlap_seconds`). The command is appended to meta.json's history; the weights are
+untouched (their sha256 stays valid). `--like OTHER` copies OTHER's anchors, shifts and window instead, so a
 new candidate is scored with exactly the settings of the model it is compared with.
 
     python scripts/set_inference.py src/codecsep/assets/codecsep-default \
@@ -34,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weight", type=float, default=TRAINED_WEIGHT)
     ap.add_argument("--temperature", type=float, default=TRAINED_TEMPERATURE)
     ap.add_argument("--shifts", type=int, help="shifted passes per window (default: keep)")
+    ap.add_argument("--window-seconds", type=float, help="window length for long inputs (default: keep)")
     args = ap.parse_args(argv)
     if args.shifts is not None and args.shifts < 1:
         raise SystemExit(f"--shifts must be >= 1, got {args.shifts}")
@@ -46,11 +48,17 @@ def main(argv=None) -> int:
         like = json.loads((Path(args.like) / "config.json").read_text())["config"]
         cfg["config"]["anchors"] = like["anchors"]
         cfg["config"]["shifts"] = like.get("shifts", 1) if args.shifts is None else args.shifts
+        cfg["config"]["window_seconds"] = like.get("window_seconds", cfg["config"]["window_seconds"])
     else:
         cfg["config"]["anchors"] = asdict(training_anchors(read_manifest(args.manifest, split="train"),
                                                            args.weight, args.temperature))
         if args.shifts is not None:
             cfg["config"]["shifts"] = args.shifts
+    if args.window_seconds is not None:
+        cfg["config"]["window_seconds"] = args.window_seconds
+    if not cfg["config"]["window_seconds"] > cfg["config"]["overlap_seconds"]:
+        raise SystemExit(f"--window-seconds must exceed the overlap ({cfg['config']['overlap_seconds']:g} s), "
+                         f"got {cfg['config']['window_seconds']:g}")
     anchors = cfg["config"]["anchors"]
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     meta.setdefault("history", []).append({"start_step": meta.get("step"), "command": command,
@@ -58,7 +66,8 @@ def main(argv=None) -> int:
     cfg_path.write_text(json.dumps(cfg, indent=2))
     meta_path.write_text(json.dumps(meta, indent=2))
     print(f"{ckpt}: {len(anchors['texts'])} anchor captions, weight {anchors['weight']:g}, "
-          f"temperature {anchors['temperature']:g}, shifts {cfg['config'].get('shifts', 1)}")
+          f"temperature {anchors['temperature']:g}, shifts {cfg['config'].get('shifts', 1)}, "
+          f"window {cfg['config']['window_seconds']:g} s")
     return 0
 
 

