@@ -4,9 +4,10 @@ Prompt anchors (`text.anchors`): the captions of the manifest's train split go i
 with the given weight and temperature (checkpoints trained before anchoring existed carry none;
 new training runs record theirs). `--shifts N`: average N passes offset within one codec frame
 (`SeparatorConfig.shifts`). `--window-seconds S`: long inputs run through S-second windows
-(`SeparatorConfig.window_seconds`, crossfaded over `overlap_seconds`). The command is appended to meta.json's history; the weights are
-untouched (their sha256 stays valid). `--like OTHER` copies OTHER's anchors, shifts and window instead, so a
-new candidate is scored with exactly the settings of the model it is compared with.
+(`SeparatorConfig.window_seconds`, crossfaded over `overlap_seconds`). The command is appended to
+meta.json's history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies
+OTHER's anchors, shifts and window instead, so a new candidate is scored with exactly the
+settings of the model it is compared with.
 
     python scripts/set_inference.py src/codecsep/assets/codecsep-default \
         --manifest runs/manifest_v2.jsonl --weight 0.5 --temperature 0.02 --shifts 2

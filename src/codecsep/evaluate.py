@@ -207,7 +207,13 @@ def model_fingerprint(model) -> str | None:
 def eval_set_dir(eval_root, protocol: str, seed: int = EVAL_SEED, split: str = "test",
                  seconds: float | None = None) -> Path:
     name = f"{protocol}-{seed}" if split == "test" else f"{protocol}-{split}-{seed}"
-    return Path(eval_root) / (name + (f"-{seconds:g}s" if seconds else ""))
+    return Path(eval_root) / (name + length_tag(seconds))
+
+
+def length_tag(seconds: float | None) -> str:
+    """The suffix that names a set of `seconds`-long mixtures (and its results): "-20s"; "" for
+    the protocol's own length."""
+    return f"-{seconds:g}s" if seconds else ""
 
 
 def eval_mix_config(protocol: str, seconds: float | None = None) -> dict | None:
@@ -500,12 +506,12 @@ class EvalConfig:
     def identity(self) -> dict:
         """What must match for a re-run to resume an existing items.csv."""
         keys = ("model", "protocol", "prompt_mode", "task", "seed", "visqol", "visqol_items",
-                "semantic", "split") + (("seconds",) if self.seconds else ()) + tuple(self.overrides())
+                "semantic", "split", "seconds") + tuple(self.overrides())
         return {k: getattr(self, k) for k in keys}
 
 
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
-    split = ("" if cfg.split == "test" else f"-{cfg.split}") + (f"-{cfg.seconds:g}s" if cfg.seconds else "")
+    split = ("" if cfg.split == "test" else f"-{cfg.split}") + length_tag(cfg.seconds)
     tags = "".join(f"-{k.split('_')[0]}{v:g}" for k, v in cfg.overrides().items())
     return (Path(root) / f"{model_slug(cfg.model)}{tags}"
             / f"{cfg.protocol}{split}-{cfg.prompt_mode}-{cfg.task}")

@@ -181,14 +181,11 @@ def load_teacher(path: str, config: SeparatorConfig, codec, encoder) -> Separato
     """The distillation teacher, frozen, on the student's codec and text encoder (refused when
     its checkpoint names another codec or text encoder: its masks would not fit the latent or
     the prompt embedding)."""
-    from ..checkpoint import load_checkpoint
-
-    _, cfg, _, _ = load_checkpoint(path)
-    for part in ("codec", "text_encoder"):
-        if cfg.get(part) != getattr(config, part):
-            raise CodecSepError(f"teacher {path} uses {part} {cfg.get(part)!r}, the student "
-                                f"{getattr(config, part)!r}: distillation needs the same one")
     teacher = Separator.load(path, codec=codec, text_encoder=encoder)
+    for part in ("codec", "text_encoder"):
+        if getattr(teacher.config, part) != getattr(config, part):
+            raise CodecSepError(f"teacher {path} uses {part} {getattr(teacher.config, part)!r}, the "
+                                f"student {getattr(config, part)!r}: distillation needs the same one")
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
