@@ -43,6 +43,25 @@ def save_tiny_separator(root: Path, masker: MaskerConfig = TINY_MASKER) -> Path:
     return sep.save(root / "sep")
 
 
+BANDSPLIT = MaskerConfig(trunk="bandsplit", split="8x4,32x3,64x3", dim=16, depth=1, heads=2,
+                         ffn_dim=32, cond_dim=TINY_MASKER.cond_dim, cond_hidden=16, dropout=0.0,
+                         mask_hidden=16)
+
+
+def save_member(root: Path, name: str, masker: MaskerConfig, seed: int, **cfg) -> Path:
+    """A random separator on the shared tiny codec in `root` (weights moved off their init)."""
+    codec_dir = root / "codec"
+    if not codec_dir.exists():
+        save_tiny_codec(codec_dir)
+    torch.manual_seed(seed)
+    cfg = {"codec": str(codec_dir), "text_encoder": "hash", **cfg}
+    sep = Separator(SeparatorConfig(masker=masker, **cfg),
+                    codec=load_codec(str(codec_dir)), text_encoder=get_text_encoder("hash"))
+    for p in sep.masker.parameters():
+        p.data += 0.05 * torch.randn_like(p)
+    return sep.save(root / name, meta={"step": 100 * seed})
+
+
 # ------------------------------------------------------------------------------ audio + data
 def tone(path, freq: float, seconds: float = 1.0, sr: int = SR, channels: int = 1):
     """Write a 0.3-amplitude sine of `freq` Hz to `path` (channels identical); returns path."""

@@ -92,3 +92,19 @@ def test_masker_macs_per_second_grow_with_the_input():
         short, long = bench.costs(1.0)["parts"], bench.costs(10.0)["parts"]
     assert long["masker"] > 1.1 * short["masker"]
     assert long["encode"] == pytest.approx(short["encode"], rel=0.05)
+
+
+def test_long_inputs_are_counted_through_the_windows_they_run_in():
+    """10 s through 4-s windows overlapping by 1 s is three windows (starts 0, 3 and 6 s), on
+    waveforms and on code streams alike: the count is what a run computes, not one 10-s pass."""
+    from codecsep.bench import TINY_MASKER, _mica, separator_bench
+    from codecsep.separators.masker import MaskerConfig
+    from codecsep.separators.separator import Separator, SeparatorConfig
+
+    sep = Separator(SeparatorConfig(masker=MaskerConfig(**TINY_MASKER), window_seconds=4.0),
+                    codec=_mica(True))
+    bench = separator_bench(sep)
+    with torch.inference_mode():
+        four, ten = bench.costs(4.0)["parts"], bench.costs(10.0)["parts"]
+    for part in ("masker", "masker (codes)", "encode"):
+        assert ten[part] * 10 == pytest.approx(3 * four[part] * 4, rel=1e-6), part

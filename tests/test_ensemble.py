@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_MASKER, save_tiny_codec
+from helpers import BANDSPLIT, TINY_MASKER, save_member
 
 from codecsep.checkpoint import load_checkpoint
 from codecsep.codecs import load_codec
@@ -20,25 +20,6 @@ from codecsep.text.base import get_text_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts/combine_maskers.py")
-BANDSPLIT = MaskerConfig(trunk="bandsplit", split="8x4,32x3,64x3", dim=16, depth=1, heads=2,
-                         ffn_dim=32, cond_dim=TINY_MASKER.cond_dim, cond_hidden=16, dropout=0.0,
-                         mask_hidden=16)
-
-
-def save_member(root: Path, name: str, masker: MaskerConfig, seed: int, **cfg) -> Path:
-    """A random separator on the shared tiny codec in `root` (weights moved off their init)."""
-    codec_dir = root / "codec"
-    if not codec_dir.exists():
-        save_tiny_codec(codec_dir)
-    torch.manual_seed(seed)
-    cfg = {"codec": str(codec_dir), "text_encoder": "hash", **cfg}
-    sep = Separator(SeparatorConfig(masker=masker, **cfg),
-                    codec=load_codec(str(codec_dir)), text_encoder=get_text_encoder("hash"))
-    for p in sep.masker.parameters():
-        p.data += 0.05 * torch.randn_like(p)
-    return sep.save(root / name, meta={"step": 100 * seed})
-
-
 def run(*args):
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True)
 

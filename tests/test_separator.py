@@ -229,3 +229,19 @@ def test_bandsplit_cost_is_counted():
     tokens = 50 * 10  # frames x bands per second
     per_token = 2 * c.depth * (4 * c.dim * c.dim + 2 * c.dim * c.ffn_dim)  # time + band layers
     assert macs > tokens * per_token
+
+
+def test_code_streams_run_through_the_same_windows_as_their_waveforms():
+    """A code stream of a window-long recording is one window (the codec gives one frame more
+    than window / hop, which once made it two), and longer ones are cut as their waveforms are."""
+    sep = tiny_separator(window_seconds=1.0, overlap_seconds=0.2)
+    frames_seen = []
+    sep.masker.register_forward_hook(lambda m, args, out: frames_seen.append(args[0].shape[-1]))
+    for seconds, windows in ((1.0, 1), (2.5, 3)):
+        wav = torch.randn(1, int(seconds * 16000)) * 0.1
+        frames_seen.clear()
+        sep.separate(wav, ["a"])
+        of_waveform = list(frames_seen)
+        frames_seen.clear()
+        sep.separate_codes(sep.codec.quantize(sep.codec.encode(wav[None]), 3), ["a"])
+        assert len(of_waveform) == windows and frames_seen == of_waveform

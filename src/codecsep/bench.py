@@ -6,8 +6,9 @@
 
 Per row: parameters; MACs per second of audio in waveform mode (encode + mask + decode, counted
 on a `--cost-seconds` input, 1 s by default as AudioSep counts) and in code-stream mode
-(dequantize + mask + quantize), both also counted on the timed length (`--seconds`, 10 s: the
-separators' window, over which attention cost grows); the real-time factor (processing time /
+(dequantize + mask + quantize), both also counted on the timed length (`--seconds`, 10 s), run
+as it runs: through the separator's overlapping windows (attention spans one window, so its cost
+grows with the window; the overlaps are paid twice); the real-time factor (processing time /
 audio time, median of `--repeats` runs on `--seconds` of audio after a warm-up) with 1 and 2
 threads; the peak RSS of a
 fresh process separating 10 s and 10 min (our models stream long inputs through windows, so the
@@ -73,24 +74,46 @@ def _per_second(macs: dict, seconds: float) -> dict:
     return {k: v / seconds for k, v in macs.items()}
 
 
+def windowed_macs(parts: Callable[[torch.Tensor], dict], x: torch.Tensor, window: int,
+                  overlap: int) -> dict:
+    """MACs of `parts` (window -> {part: MACs}) summed over the windows `overlap_add` cuts x
+    (..., L) into: what a long input costs as it runs (windows overlap; attention spans one)."""
+    from .separators.chunking import window_starts
+
+    length, total, seen = x.shape[-1], {}, {}
+    for s in window_starts(length, window, overlap):
+        n = min(s + window, length) - s
+        if n not in seen:
+            seen[n] = parts(x[..., s:s + n])
+        for k, v in seen[n].items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
 def separator_bench(sep) -> Bench:
-    """A CodecSep `Separator` (codec + masker): both modes, parts counted separately."""
+    """A CodecSep `Separator` (codec + masker): both modes, parts counted separately, through
+    the separator's windows (waveform: `window_samples`, code streams: `window_frames`)."""
     sep.eval()
     cond = torch.zeros(1, sep.text_dim)
     codec = sep.codec
+
+    def waveform_parts(chunk: torch.Tensor) -> dict:
+        z = codec.encode(chunk)
+        return {"encode": count_macs(codec.encode, chunk), "masker": count_macs(sep.masker, z, cond),
+                "decode": count_macs(codec.decode, z, chunk.shape[-1])}
 
     def costs(seconds: float) -> dict:
         wav = _probe_input(sep.sample_rate, seconds)
         z = codec.encode(wav)
         codes = codec.quantize(z)
-        p = _per_second({"encode": count_macs(codec.encode, wav),
-                         "masker": count_macs(sep.masker, z, cond),
-                         "decode": count_macs(codec.decode, z, wav.shape[-1]),
-                         "quantize": count_macs(codec.quantize, z),
-                         "dequantize": count_macs(codec.dequantize, codes)}, seconds)
+        p = windowed_macs(waveform_parts, wav, *sep.window_samples())
+        p["masker (codes)"] = windowed_macs(lambda zc: {"m": count_macs(sep.masker, zc, cond)},
+                                            z, *sep.window_frames())["m"]
+        p.update(quantize=count_macs(codec.quantize, z), dequantize=count_macs(codec.dequantize, codes))
+        p = _per_second(p, seconds)
         shifts = len(sep.shift_offsets)  # waveform input: one encode/mask/decode per shift
         return {"parts": p, "waveform": shifts * (p["encode"] + p["masker"] + p["decode"]),
-                "codes": p["dequantize"] + p["masker"] + p["quantize"]}
+                "codes": p["dequantize"] + p["masker (codes)"] + p["quantize"]}
 
     # parameters: the codec and the maskers a run uses (of an ensemble, `--members` of them)
     return Bench(nn.ModuleList([codec, *sep.maskers]), sep.sample_rate, costs,
@@ -319,7 +342,7 @@ def bench_row(name: str, cfg: BenchConfig) -> dict:
     bench = spec.build(cfg.tiny)
     with torch.inference_mode():
         costs = bench.costs(cfg.cost_seconds)
-        # again on the timed length (10 s = the separators' window): attention grows with it
+        # again on the timed length (10 s), through the windows: attention grows with the window
         window = bench.costs(cfg.seconds) if cfg.seconds != cfg.cost_seconds else costs
     row = {"model": name, "description": spec.description, "sample_rate": bench.sample_rate,
            "params": count_parameters(bench.module), "macs_waveform": costs["waveform"],
@@ -401,7 +424,7 @@ def _x(d: dict, key: str, digits: int = 3) -> str:
 def macs_counted(config: dict) -> str:
     """How the table's MACs were counted (the bench's own notes and the README say the same)."""
     return (f"counted on {config['cost_seconds']:g} s as AudioSep counts, and on {config['seconds']:g} s, "
-            f"the separators' window: attention grows with it")
+            f"through the separators' windows as they run (attention grows with the window)")
 
 
 def cost_table(result: dict) -> list[str]:

@@ -116,10 +116,14 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         """
         wav = as_channels(audio)
         cond = self.embed(prompts) if cond is None else cond
-        window = int(self.config.window_seconds * self.sample_rate)
-        overlap = int(self.config.overlap_seconds * self.sample_rate)
+        window, overlap = self.window_samples()
         out = overlap_add(wav, window, overlap, lambda chunk: self.separate_window(chunk, cond))
         return {"target": out[0], "residual": out[1]}
+
+    def window_samples(self) -> tuple[int, int]:
+        """(window, overlap) in samples: how `separate` cuts long inputs."""
+        return (int(self.config.window_seconds * self.sample_rate),
+                int(self.config.overlap_seconds * self.sample_rate))
 
 
 class LatentSpaceCheckpoint(Checkpointed):

@@ -152,6 +152,14 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         return y.reshape(*both.shape[:3], -1)
 
     # ----------------------------------------------------------------------------- code streams
+    def window_frames(self) -> tuple[int, int]:
+        """(window, overlap) in latent frames: how `separate_codes` cuts long code streams. The
+        window holds the frames of one waveform window (the codec's frame count of it, e.g. 201
+        for 4 s of Mica), so a code stream of a window-long recording is one window, as its
+        waveform is."""
+        window, overlap = self.window_samples()
+        return self.codec.n_frames(window), round(overlap / self.codec.hop_length)
+
     @torch.inference_mode()
     def separate_codes(self, codes: torch.Tensor, prompts, cond: torch.Tensor | None = None) -> dict:
         """codes (N, F) or (1, N, F) -> {"target", "residual"}: codes (P, N, F) each, same codec."""
@@ -161,8 +169,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         cond = self.embed(prompts) if cond is None else cond
         n_q = codes.shape[1]
         latent = self.codec.dequantize(codes)  # (1, D, F)
-        frames = int(self.config.window_seconds * self.sample_rate / self.codec.hop_length)
-        ov = int(self.config.overlap_seconds * self.sample_rate / self.codec.hop_length)
+        frames, ov = self.window_frames()
         target = overlap_add(latent, frames, ov, lambda z: self.mask_latent(z, cond))[:, 0]
         residual = latent - target
         return {"target": self.codec.quantize(target, n_q),
