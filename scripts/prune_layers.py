@@ -7,9 +7,13 @@ cost of the kept layers alone. `--keep` lists the layers to keep (0-based, in or
 time trunk its Transformer layers, for the band-split trunk its blocks (each a layer over time
 and one across bands). Of a mask mean, `--member N` (1-based) prunes that member only. Everything
 else (codec, text encoder, inference settings) is kept; meta.json records the source checkpoint
-(path, step, sha256) and this command in `pruned_from`.
+(path, step, sha256) and this command in `pruned_from`, and appends the command to the training history (of a mask
+mean: that member's), so a run continued from the output (`--init-from`) keeps the whole record.
+`--alone` writes the member by itself (a single-masker checkpoint, as `codecsep train separator
+--init-from` and `--teacher` take); keeping every layer with `--alone` extracts a member unchanged.
 
     python scripts/prune_layers.py runs/member2 --keep 0,3 -o runs/member2_d2
+    python scripts/prune_layers.py src/codecsep/assets/codecsep-default --member 2 --keep 0,3 --alone -o runs/m2_d2
 """
 
 from __future__ import annotations
@@ -46,9 +50,9 @@ def prune_masker_state(state: dict, trunk: str, keep: list[int], prefix: str = "
     return out
 
 
-def prune(path: str, keep: list[int], member: int | None = None):
+def prune(path: str, keep: list[int], member: int | None = None, alone: bool = False):
     """(config, state, meta) of the checkpoint at `path` with only the layers `keep` of its
-    masker (of a mask mean: of member `member`, 1-based)."""
+    masker (of a mask mean: of member `member`, 1-based; `alone`: that member by itself)."""
     kind, cfg, state, meta = load_checkpoint(path)
     if kind != Separator.checkpoint_kind:
         raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not a CodecSep separator")
@@ -67,10 +71,21 @@ def prune(path: str, keep: list[int], member: int | None = None):
     prefix = f"members.{member - 1}." if len(members) > 1 else ""
     state = prune_masker_state(state, target.trunk, keep, prefix)
     members[member - 1] = replace(target, depth=len(keep))
+    # the record the output continues: the member's own when it is written alone
+    source = meta["combined_from"][member - 1] if alone and len(members) > 1 else meta
+    if alone:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        members = [members[member - 1]]
     config = replace(config, masker=members[0], ensemble=tuple(members[1:]))
-    out_meta = {k: meta[k] for k in ("codec_id", "latent_space", "step") if k in meta}
+    out_meta = {k: meta[k] for k in ("codec_id", "latent_space") if k in meta}
+    out_meta["step"] = source.get("step", meta.get("step"))
+    if len(members) > 1 and "combined_from" in meta:
+        out_meta["combined_from"] = meta["combined_from"]
     out_meta.update(trained_by=command_line(),
-                    pruned_from=provenance(path, meta, member=member, keep=keep))
+                    pruned_from=provenance(path, meta, member=member, keep=keep),
+                    history=[*source.get("history", []),
+                             {"start_step": out_meta["step"], "command": "python " + command_line(),
+                              "note": f"layers {keep} of member {member} kept (weights otherwise unchanged)"}])
     return config, state, out_meta
 
 
@@ -79,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("checkpoint", help="a CodecSep checkpoint folder")
     ap.add_argument("--keep", required=True, help="layers to keep, 0-based, e.g. 0,3")
     ap.add_argument("--member", type=int, help="of a mask mean: the member to prune (1-based)")
+    ap.add_argument("--alone", action="store_true", help="write the member by itself")
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
@@ -89,7 +105,7 @@ def main(argv=None) -> int:
     except ValueError:
         raise SystemExit(f"--keep takes comma-separated layer numbers, got {args.keep!r}") from None
     try:
-        config, state, meta = prune(args.checkpoint, keep, args.member)
+        config, state, meta = prune(args.checkpoint, keep, args.member, args.alone)
         Separator(config).masker.load_state_dict(state, strict=True)  # the result loads
     except CodecSepError as e:
         raise SystemExit(f"error: {e}") from None

@@ -77,3 +77,21 @@ def test_bad_requests_are_refused_and_nothing_is_written(tmp_path):
         assert not (tmp_path / "out").exists()
     assert run(PRUNE, a, "--keep", "0", "-o", a).returncode != 0  # an existing folder is kept
     assert Separator.load(a).config.masker.depth == 2
+
+
+def test_a_member_written_alone_keeps_its_own_record(tmp_path):
+    a = save_member(tmp_path, "a", replace(TINY_MASKER, depth=2), 1)
+    b = save_member(tmp_path, "b", replace(BANDSPLIT, depth=2), 2)
+    assert run(COMBINE, a, b, "-o", tmp_path / "ens").returncode == 0
+    for keep, out in (("0,1", "whole"), ("1", "pruned")):
+        r = run(PRUNE, tmp_path / "ens", "--member", 2, "--keep", keep, "--alone", "-o", tmp_path / out)
+        assert r.returncode == 0, r.stderr
+    whole, pruned, second = (Separator.load(tmp_path / n) for n in ("whole", "pruned", "b"))
+    assert whole.n_maskers == 1 and whole.config.masker == second.config.masker
+    assert pruned.meta["step"] == 200 and pruned.config.masker.depth == 1
+    assert "--alone" in pruned.meta["history"][-1]["command"]
+    z, c = torch.randn(1, 320, 20).exp(), torch.randn(1, TINY_MASKER.cond_dim)
+    with torch.no_grad():
+        assert torch.allclose(whole.masker(z, c), second.masker(z, c), atol=1e-6)  # extracted as is
+        skip_layers(second.masker, [1])
+        assert torch.allclose(pruned.masker(z, c), second.masker(z, c), atol=1e-6)
