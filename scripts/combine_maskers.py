@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
-from codecsep.checkpoint import command_line, load_checkpoint, provenance, save_checkpoint
+from codecsep.checkpoint import command_line, load_checkpoint, provenance
 from codecsep.errors import CodecSepError
-from codecsep.separators.separator import Separator, SeparatorConfig
+from codecsep.separators.separator import Separator, SeparatorConfig, save_built
 
 
 def combine(paths: list[str]):
@@ -56,15 +55,10 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
-    if Path(args.out).exists() and not args.overwrite:
-        raise SystemExit(f"{args.out} exists: pass --overwrite to replace it")
     try:
-        config, state, meta = combine(args.checkpoints)
-        Separator(config).masker.load_state_dict(state, strict=True)  # the result loads
+        save_built(args.out, lambda: combine(args.checkpoints), args.overwrite)
     except CodecSepError as e:
         raise SystemExit(f"error: {e}") from None
-    save_checkpoint(args.out, Separator.checkpoint_kind, config, state, meta=meta,
-                    half=Separator.checkpoint_half)
     print(f"{args.out}: mean of the masks of {len(args.checkpoints)} CodecSep maskers")
     return 0
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import replace
-from pathlib import Path
 
-from codecsep.checkpoint import command_line, load_checkpoint, provenance, save_checkpoint
+from codecsep.checkpoint import command_line, load_checkpoint, provenance
 from codecsep.errors import CodecSepError
-from codecsep.separators.separator import Separator, SeparatorConfig
+from codecsep.separators.separator import Separator, SeparatorConfig, save_built
 
 # state-dict keys of one layer, per trunk: group 1 is the prefix before the layer index
 LAYER_KEYS = {"time": re.compile(r"^(transformer\.layers\.)(\d+)\."),
@@ -98,19 +97,14 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
-    if Path(args.out).exists() and not args.overwrite:
-        raise SystemExit(f"{args.out} exists: pass --overwrite to replace it")
     try:
         keep = [int(k) for k in args.keep.split(",")]
     except ValueError:
         raise SystemExit(f"--keep takes comma-separated layer numbers, got {args.keep!r}") from None
     try:
-        config, state, meta = prune(args.checkpoint, keep, args.member, args.alone)
-        Separator(config).masker.load_state_dict(state, strict=True)  # the result loads
+        save_built(args.out, lambda: prune(args.checkpoint, keep, args.member, args.alone), args.overwrite)
     except CodecSepError as e:
         raise SystemExit(f"error: {e}") from None
-    save_checkpoint(args.out, Separator.checkpoint_kind, config, state, meta=meta,
-                    half=Separator.checkpoint_half)
     print(f"{args.out}: kept layers {keep} of {args.checkpoint}")
     return 0
 

@@ -245,3 +245,11 @@ def test_code_streams_run_through_the_same_windows_as_their_waveforms():
         frames_seen.clear()
         sep.separate_codes(sep.codec.quantize(sep.codec.encode(wav[None]), 3), ["a"])
         assert len(of_waveform) == windows and frames_seen == of_waveform
+
+
+def test_windows_other_than_the_old_default_are_part_of_the_fingerprint():
+    """Long inputs give other outputs under other windows, so their results must not resume
+    each other; the 10 s / 1 s windows of earlier checkpoints leave their fingerprints as they were."""
+    assert tiny_separator().inference_tag() == ""
+    assert tiny_separator(window_seconds=4.0).inference_tag() == "window:4:1"
+    assert tiny_separator(window_seconds=4.0, overlap_seconds=0.5, shifts=2).inference_tag() == "window:4:0.5+shifts:2"

@@ -93,9 +93,14 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         return anchors if self.anchor_weight is None else replace(anchors, weight=self.anchor_weight)
 
     def inference_tag(self) -> str:
-        """What besides the weights changes the output ('' when nothing does)."""
+        """What besides the weights changes the output ('' when nothing does): prompt anchoring,
+        and windows other than the 10 s / 1 s every model had before session 14 (their results
+        keep their fingerprints)."""
         a = self.anchors
-        return f"anchors:w{a.weight:g}:t{a.temperature:g}:n{len(a.texts)}" if a.active else ""
+        tags = [f"anchors:w{a.weight:g}:t{a.temperature:g}:n{len(a.texts)}"] if a.active else []
+        window = (getattr(self.config, "window_seconds", 10.0), getattr(self.config, "overlap_seconds", 1.0))
+        tags += [f"window:{window[0]:g}:{window[1]:g}"] if window != (10.0, 1.0) else []
+        return "+".join(tags)
 
     def embed(self, prompts) -> torch.Tensor:
         """(P, E) text embeddings of the prompts, anchored to the training captions if the

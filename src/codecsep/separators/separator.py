@@ -11,11 +11,13 @@ as extraction. Long inputs go through overlapping windows joined by crossfades.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from ..checkpoint import config_from_dict
+from ..checkpoint import config_from_dict, save_checkpoint
 from ..codecs import ASSETS, load_codec
 from ..errors import CodecSepError
 from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts
@@ -23,7 +25,7 @@ from .chunking import overlap_add, shift_offsets, shifted_mean
 from ..text.anchors import PromptAnchors
 from .masker import MaskerConfig, MaskMean, build_maskers
 
-__all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_prompts"]
+__all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_prompts", "save_built"]
 
 DEFAULT_SEPARATOR = ASSETS / "codecsep-default"
 
@@ -174,3 +176,15 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         residual = latent - target
         return {"target": self.codec.quantize(target, n_q),
                 "residual": self.codec.quantize(residual, n_q)}
+
+
+def save_built(out, build: Callable[[], tuple], overwrite: bool = False) -> Path:
+    """Save a separator assembled from trained checkpoints' weights (a mask mean, a pruned
+    masker): refused when `out` exists unless `overwrite`, before anything is built; `build()`
+    gives (config, state, meta), and the state must load strictly into the config's masker."""
+    if Path(out).exists() and not overwrite:
+        raise CodecSepError(f"{out} exists: pass --overwrite to replace it")
+    config, state, meta = build()
+    Separator(config).masker.load_state_dict(state, strict=True)
+    return save_checkpoint(out, Separator.checkpoint_kind, config, state, meta=meta,
+                           half=Separator.checkpoint_half)
