@@ -98,7 +98,7 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         keep their fingerprints)."""
         a = self.anchors
         tags = [f"anchors:w{a.weight:g}:t{a.temperature:g}:n{len(a.texts)}"] if a.active else []
-        window = (getattr(self.config, "window_seconds", 10.0), getattr(self.config, "overlap_seconds", 1.0))
+        window = (self.config.window_seconds, self.config.overlap_seconds)
         tags += [f"window:{window[0]:g}:{window[1]:g}"] if window != (10.0, 1.0) else []
         return "+".join(tags)
 
