@@ -22,8 +22,10 @@ lane_shipped() {
     $CS eval --model codecsep --protocol $p --prompt-mode heldout --anchor-weight 0 $OW  # anchoring off
   done
   $CS eval --model codecsep --protocol two_source --task remove $OW
-  for p in two_source three_source; do  # the first masker alone (the default before session 12)
-    $CS eval --model codecsep --protocol $p --members 1 $OW
+  for p in two_source three_source; do  # each masker alone: 1 = the default before session 12,
+    for m in 1 2; do                      # 2 = the band-split masker code streams run
+      $CS eval --model codecsep --protocol $p --members $m $OW
+    done
   done
   [[ ${CODEC:-1} == 0 ]] || $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
     --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW

@@ -1,4 +1,5 @@
-"""Mask averaging: `MaskMean`, ensemble checkpoints (scripts/combine_maskers.py), `--members`."""
+"""Mask averaging: `MaskMean`, ensemble checkpoints (scripts/combine_maskers.py), `--members`,
+and the maskers code streams run (`code_members`)."""
 
 import subprocess
 import sys
@@ -61,12 +62,12 @@ def test_inputs_that_cannot_share_a_latent_and_prompt_are_refused(tmp_path):
         MaskMean([build_masker(m) for m in (TINY_MASKER, replace(TINY_MASKER, cond_dim=384))])
 
 
-@pytest.mark.parametrize("bad", [0, 3, 1.5, True])
+@pytest.mark.parametrize("bad", [0, 3, 1.5, True, (), (1, 1), "1,x", "2,3"])
 def test_members_outside_the_ensemble_are_refused(tmp_path, bad):
     a = save_member(tmp_path, "a", TINY_MASKER, 1)
     assert run(a, a, "-o", tmp_path / "ens").returncode == 0
     ens, single = Separator.load(tmp_path / "ens"), Separator.load(a)
-    with pytest.raises(CodecSepError, match="members must be a whole number from 1 to 2"):
+    with pytest.raises(CodecSepError, match="members must be distinct whole numbers from 1 to 2"):
         ens.members = bad
     single.members = 1  # a single masker is its own first member
     with pytest.raises(CodecSepError, match="from 1 to 1"):
@@ -74,8 +75,59 @@ def test_members_outside_the_ensemble_are_refused(tmp_path, bad):
 
 
 def test_members_is_an_inference_setting_of_eval_runs():
+    from codecsep.evaluate import default_out_dir
+    from codecsep.separators.base import members_arg
+
     cfg = EvalConfig(model="codecsep", protocol="two_source", members=1)
     assert cfg.model_label == "codecsep --members 1" and cfg.command().endswith("--members 1")
+    assert members_arg("2") == 2 and members_arg("1, 2") == "1,2"  # what results record
+    cfg = EvalConfig(model="codecsep", protocol="two_source", members=members_arg("1,2"))
+    assert cfg.command().endswith("--members 1,2") and "-members1+2" in str(default_out_dir(cfg))
+    with pytest.raises(Exception, match="masker numbers"):
+        members_arg("one")
+
+
+def test_any_member_runs_alone_and_code_streams_run_the_code_members(tmp_path):
+    a = save_member(tmp_path, "a", TINY_MASKER, 1)
+    b = save_member(tmp_path, "b", BANDSPLIT, 2)
+    assert run(a, b, "-o", tmp_path / "ens").returncode == 0
+    second = Separator.load(b)
+    ens = Separator.load(tmp_path / "ens")
+    wav = torch.randn(1, 4000) * 0.1
+    codes = ens.codec.quantize(ens.codec.encode(wav[None]))
+    full = ens.separate(wav, ["dog"])["target"]
+    full_codes = ens.separate_codes(codes, ["dog"])["target"]
+    ens.members = 2  # the second member alone, on both paths
+    assert ens.inference_tag().endswith("members:2")
+    assert torch.equal(ens.separate(wav, ["dog"])["target"], second.separate(wav, ["dog"])["target"])
+    assert torch.equal(ens.separate_codes(codes, ["dog"])["target"],
+                       second.separate_codes(codes, ["dog"])["target"])
+    ens.members = "1,2"
+    assert torch.equal(ens.separate(wav, ["dog"])["target"], full)
+    assert "members" not in ens.inference_tag()
+
+    # code_members: code streams run member 2 alone, waveforms still average both
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(tmp_path / "ens"),
+                        "--like", str(tmp_path / "ens"), "--code-members", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ens = Separator.load(tmp_path / "ens")
+    assert ens.config.code_members == (2,) and ens.members == (1, 2) and ens.code_members == (2,)
+    assert torch.equal(ens.separate(wav, ["dog"])["target"], full)
+    assert torch.equal(ens.separate_codes(codes, ["dog"])["target"],
+                       second.separate_codes(codes, ["dog"])["target"])
+    assert not torch.equal(ens.separate_codes(codes, ["dog"])["target"], full_codes)
+    ens.members = "1,2"  # an explicit choice applies to code streams too
+    assert torch.equal(ens.separate_codes(codes, ["dog"])["target"], full_codes)
+    assert "inference settings" in ens.meta["history"][-1]["note"]
+
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(tmp_path / "ens"),
+                          "--like", str(tmp_path / "ens"), "--code-members", "3"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "from 1 to 2" in bad.stderr
+    assert Separator.load(tmp_path / "ens").config.code_members == (2,)  # nothing written
+    with pytest.raises(CodecSepError, match="code_members must be"):
+        Separator(replace(ens.config, code_members=(3,)), codec=ens.codec)
 
 
 def test_ensemble_cost_is_the_members_costs(tmp_path):
@@ -87,9 +139,10 @@ def test_ensemble_cost_is_the_members_costs(tmp_path):
     z, c = torch.randn(1, 320, 50).exp(), torch.randn(1, TINY_MASKER.cond_dim)
     parts = [count_macs(Separator.load(p).masker, z, c) for p in (a, b)]
     ens = Separator.load(tmp_path / "ens")
-    assert count_macs(ens.masker, z, c) == sum(parts)
+    assert count_macs(ens.mask, z, c) == sum(parts)
+    assert count_macs(ens.mask, z, c, (2,)) == parts[1]
     ens.members = 1
-    assert count_macs(ens.masker, z, c) == parts[0]
+    assert count_macs(ens.mask, z, c) == parts[0]
 
 
 def test_ensemble_exports_to_onnx_and_matches(tmp_path):
@@ -106,3 +159,18 @@ def test_ensemble_exports_to_onnx_and_matches(tmp_path):
     ref = sep.separate(wav, ["dog"])["target"][0, 0]
     got = torch.as_tensor(onnx_sep.separate(wav.numpy(), ["dog"])["target"])[0, 0]
     assert si_sdr(got, ref) > 40
+
+
+def test_the_bench_counts_code_streams_through_the_code_members(tmp_path):
+    from codecsep.bench import separator_bench
+
+    a = save_member(tmp_path, "a", TINY_MASKER, 1)
+    b = save_member(tmp_path, "b", BANDSPLIT, 2)
+    assert run(a, b, "-o", tmp_path / "ens").returncode == 0
+    ens = Separator.load(tmp_path / "ens")
+    both = separator_bench(ens).costs(1.0)
+    ens = Separator(replace(ens.config, code_members=(2,)), codec=ens.codec)
+    costs = separator_bench(ens).costs(1.0)
+    alone = separator_bench(Separator.load(b)).costs(1.0)
+    assert costs["codes"] == alone["codes"] < both["codes"]  # code streams: member 2 only
+    assert costs["waveform"] == both["waveform"] > alone["waveform"]  # waveforms: both

@@ -99,7 +99,7 @@ def separator_bench(sep) -> Bench:
 
     def waveform_parts(chunk: torch.Tensor) -> dict:
         z = codec.encode(chunk)
-        return {"encode": count_macs(codec.encode, chunk), "masker": count_macs(sep.masker, z, cond),
+        return {"encode": count_macs(codec.encode, chunk), "masker": count_macs(sep.mask, z, cond),
                 "decode": count_macs(codec.decode, z, chunk.shape[-1])}
 
     def costs(seconds: float) -> dict:
@@ -107,7 +107,7 @@ def separator_bench(sep) -> Bench:
         z = codec.encode(wav)
         codes = codec.quantize(z)
         p = windowed_macs(waveform_parts, wav, *sep.window_samples())
-        p["masker (codes)"] = windowed_macs(lambda zc: {"m": count_macs(sep.masker, zc, cond)},
+        p["masker (codes)"] = windowed_macs(lambda zc: {"m": count_macs(sep.mask, zc, cond, sep.code_members)},
                                             z, *sep.window_frames())["m"]
         p.update(quantize=count_macs(codec.quantize, z), dequantize=count_macs(codec.dequantize, codes))
         p = _per_second(p, seconds)
@@ -115,7 +115,8 @@ def separator_bench(sep) -> Bench:
         return {"parts": p, "waveform": shifts * (p["encode"] + p["masker"] + p["decode"]),
                 "codes": p["dequantize"] + p["masker (codes)"] + p["quantize"]}
 
-    # parameters: the codec and the maskers a run uses (of an ensemble, `--members` of them)
+    # parameters: the codec and the maskers a run uses (of an ensemble, those of `members` and
+    # `code_members`)
     return Bench(nn.ModuleList([codec, *sep.maskers]), sep.sample_rate, costs,
                  run=lambda wav: sep.separate(wav, ["x"], cond=cond),
                  codes_of=lambda wav: codec.quantize(codec.encode(wav[None])),
@@ -188,8 +189,8 @@ def _dac(tiny: bool):
 
 
 def _codecsep(members: int | None = None) -> Callable[[bool], Bench]:
-    """The shipped model as it runs (its inference settings, e.g. shifts, count); `members`:
-    only the first maskers of its ensemble (`--members`)."""
+    """The shipped model as it runs (its inference settings, e.g. shifts and the code-stream
+    members, count); `members`: only that masker of its ensemble, on both paths (`--members`)."""
 
     def build(tiny: bool) -> Bench:
         from .separators.masker import MaskerConfig

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from . import __version__
 from .data.manifest import SPLITS
 from .errors import CodecSepError
-from .separators.base import INFERENCE_OVERRIDES, apply_overrides
+from .separators.base import INFERENCE_OVERRIDES, apply_overrides, members_arg
 from .metrics import sdr, sdr_improvement, si_sdr, si_sdr_improvement
 
 EVAL_SEED = 0
@@ -467,7 +467,7 @@ class EvalConfig:
     set_size: int = DEFAULT_N  # mixtures written when the evaluation set does not exist yet
     anchor_weight: float | None = None  # overrides the checkpoint's prompt-anchoring weight
     shifts: int | None = None  # overrides the checkpoint's number of shifted passes
-    members: int | None = None  # of an ensemble checkpoint, the maskers run (the first N)
+    members: int | str | None = None  # of an ensemble checkpoint, the maskers run: 2, or "1,2"
     split: str = "test"  # corpus split the evaluation set is drawn from (results: test)
     seconds: float | None = None  # mixture length of the set (None: the protocol's, 4 s)
 
@@ -490,13 +490,13 @@ class EvalConfig:
         defaults = EvalConfig(model="mixture", protocol="two_source")
         for flag in ("eval_dir", "manifest", "seed", "split", "seconds") + INFERENCE_OVERRIDES:
             if getattr(self, flag) != getattr(defaults, flag):
-                args += [f"--{flag.replace('_', '-')}", str(getattr(self, flag))]
+                args += [f"--{flag.replace('_', '-')}", _text(getattr(self, flag))]
         return shlex.join(args)
 
     @property
     def model_label(self) -> str:
         """The model as results tables name it (inference overrides are part of it)."""
-        return " ".join([self.model] + [f"--{k.replace('_', '-')} {v:g}"
+        return " ".join([self.model] + [f"--{k.replace('_', '-')} {_text(v)}"
                                         for k, v in self.overrides().items()])
 
     def overrides(self) -> dict:
@@ -510,9 +510,14 @@ class EvalConfig:
         return {k: getattr(self, k) for k in keys}
 
 
+def _text(value) -> str:
+    """A setting as command lines and result names show it (1.0 -> 1, "1,2" stays)."""
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
     split = ("" if cfg.split == "test" else f"-{cfg.split}") + length_tag(cfg.seconds)
-    tags = "".join(f"-{k.split('_')[0]}{v:g}" for k, v in cfg.overrides().items())
+    tags = "".join(f"-{k.split('_')[0]}{_text(v).replace(',', '+')}" for k, v in cfg.overrides().items())
     return (Path(root) / f"{model_slug(cfg.model)}{tags}"
             / f"{cfg.protocol}{split}-{cfg.prompt_mode}-{cfg.task}")
 
@@ -755,8 +760,9 @@ def register(subparsers) -> None:
                    help="prompt anchoring weight in [0, 1] instead of the checkpoint's (0: off)")
     p.add_argument("--shifts", type=int, metavar="N",
                    help="shifted passes averaged per window instead of the checkpoint's")
-    p.add_argument("--members", type=int, metavar="N",
-                   help="of a checkpoint that averages several maskers, run the first N only")
+    p.add_argument("--members", type=members_arg, metavar="K[,K]",
+                   help="of a checkpoint that averages several maskers, run only these (1-based, "
+                        "e.g. 1 or 2 or 1,2)")
     p.add_argument("--overwrite", action="store_true", help="discard previous results in --out")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: items are small, and on a busy machine more "

@@ -12,6 +12,7 @@ crossfades of `config.overlap_seconds` (`chunking.overlap_add`), so memory stays
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +27,17 @@ from .chunking import overlap_add
 
 # separator attributes a run may set instead of the checkpoint's inference settings
 INFERENCE_OVERRIDES = ("anchor_weight", "shifts", "members")
+
+
+def members_arg(text: str) -> int | str:
+    """`--members`: one masker of an ensemble (1-based) or several, comma-separated: "2" -> 2,
+    "1, 2" -> "1,2" (what results record; the separator checks the range)."""
+    try:
+        values = [int(t) for t in str(text).split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 1-based masker numbers such as 1 or 1,2, "
+                                         f"got {text!r}") from None
+    return values[0] if len(values) == 1 else ",".join(map(str, values))
 
 
 def apply_overrides(model, overrides: dict, name: str) -> None:

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_audio
-from .base import INFERENCE_OVERRIDES, apply_overrides
+from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
 from .api import get_separator, read_input, slug
@@ -309,9 +309,10 @@ def register(sub) -> None:
     p.add_argument("--shifts", type=int, metavar="N",
                    help="average N passes shifted within one codec frame (default: the "
                         "checkpoint's; 1 is fastest)")
-    p.add_argument("--members", type=int, metavar="N",
-                   help="of a checkpoint that averages several maskers, run only the first N "
-                        "(default: all; 1 is fastest)")
+    p.add_argument("--members", type=members_arg, metavar="K[,K]",
+                   help="of a checkpoint that averages several maskers, run only these (1-based, "
+                        "e.g. 1 or 2 or 1,2; default: all on audio, the checkpoint's code_members "
+                        "on --codes-in; 1 is fastest)")
     p.add_argument("--codes-in", action="store_true", help="inputs are .codes files")
     p.add_argument("--codes-out", action="store_true", help="write .codes files, not audio")
     p.add_argument("--n-quantizers", type=int, metavar="N",

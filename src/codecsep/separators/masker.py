@@ -16,6 +16,7 @@ items); `build_maskers` gives one masker, or their mean when given more than one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -217,8 +218,8 @@ class MaskMean(nn.Module):
     """The mean of several maskers' masks, with one interface: latent (B, D, F), cond (B, E).
 
     Every member sees the same latent and text embedding, so the members must agree on
-    `latent_dim` and `cond_dim`; each costs its own MACs. `active` (None: all) runs only the
-    first members, e.g. 1 for the cheapest path; its output is then exactly that member's.
+    `latent_dim` and `cond_dim`; each costs its own MACs. `members` (0-based indices; None: all)
+    runs only those, e.g. one for a cheaper path; the output is then exactly that member's.
     """
 
     def __init__(self, members: list[nn.Module]):
@@ -230,15 +231,11 @@ class MaskMean(nn.Module):
                                  f"{(first.latent_dim, first.cond_dim)} and "
                                  f"{(m.config.latent_dim, m.config.cond_dim)}")
         self.members = nn.ModuleList(members)
-        self.active: int | None = None
 
-    @property
-    def used(self) -> nn.ModuleList:
-        """The members a pass runs (the first `active`, or all)."""
-        return self.members[: self.active]
-
-    def forward(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return sum(m(latent, cond) for m in self.used) / len(self.used)
+    def forward(self, latent: torch.Tensor, cond: torch.Tensor,
+                members: Sequence[int] | None = None) -> torch.Tensor:
+        used = self.members if members is None else [self.members[i] for i in members]
+        return sum(m(latent, cond) for m in used) / len(used)
 
 
 class Masker(nn.Module):

@@ -25,7 +25,8 @@ from .chunking import overlap_add, shift_offsets, shifted_mean
 from ..text.anchors import PromptAnchors
 from .masker import MaskerConfig, MaskMean, build_maskers
 
-__all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_prompts", "save_built"]
+__all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_members", "check_prompts",
+           "save_built"]
 
 DEFAULT_SEPARATOR = ASSETS / "codecsep-default"
 
@@ -44,6 +45,9 @@ class SeparatorConfig:
     # more maskers whose masks are averaged with `masker`'s (`MaskMean`; each costs its own MACs);
     # `scripts/combine_maskers.py` builds such a checkpoint from trained ones
     ensemble: tuple[MaskerConfig, ...] = field(default=(), metadata={"of": MaskerConfig})
+    # of an ensemble, the members (1-based: `masker` is 1) code streams run through (empty: all);
+    # a cheaper code-stream path, as codes in -> codes out is the edge-device use
+    code_members: tuple[int, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict) -> SeparatorConfig:
@@ -63,11 +67,13 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def __init__(self, config: SeparatorConfig, codec=None, text_encoder=None):
         super().__init__(config, text_encoder=text_encoder)
         self.shifts: int | None = None  # overrides config.shifts when set
+        self._members: tuple[int, ...] | None = None  # overrides all / config.code_members
         self.codec = codec if codec is not None else load_codec(config.codec)
         try:
             self.masker = build_maskers([config.masker, *config.ensemble])
         except ValueError as e:
             raise CodecSepError(str(e)) from None
+        check_members(config.code_members or 1, self.n_maskers, "code_members")
         if self.codec.latent_dim != config.masker.latent_dim:
             raise CodecSepError(f"masker expects {config.masker.latent_dim}-d latents, codec "
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
@@ -81,12 +87,22 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def text_dim(self) -> int:
         return self.config.masker.cond_dim
 
-    def mask_latent(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """latent (B, D, F) and cond (P, E) -> target latents (P, B, D, F)."""
+    def mask_latent(self, latent: torch.Tensor, cond: torch.Tensor,
+                    members: tuple[int, ...] | None = None) -> torch.Tensor:
+        """latent (B, D, F) and cond (P, E) -> target latents (P, B, D, F); `members`: the
+        ensemble's maskers averaged (1-based; default: the waveform path's, `self.members`)."""
         p, b = cond.shape[0], latent.shape[0]
         z = latent.unsqueeze(0).expand(p, *latent.shape).reshape(p * b, *latent.shape[1:])
         c = cond.unsqueeze(1).expand(p, b, cond.shape[1]).reshape(p * b, -1)
-        return (self.masker(z, c) * z).reshape(p, b, *latent.shape[1:])
+        return (self.mask(z, c, members) * z).reshape(p, b, *latent.shape[1:])
+
+    def mask(self, latent: torch.Tensor, cond: torch.Tensor,
+             members: tuple[int, ...] | None = None) -> torch.Tensor:
+        """The mask of `members` (default `self.members`): latent (B, D, F), cond (B, E)."""
+        if not isinstance(self.masker, MaskMean):
+            return self.masker(latent, cond)
+        members = self.members if members is None else members
+        return self.masker(latent, cond, [i - 1 for i in members])
 
     def forward(self, mixture: torch.Tensor, cond: torch.Tensor, bf16: bool = False):
         """Training pass: mixture (B, 1, T), cond (B, E) -> (target, residual), (B, 1, T) each.
@@ -102,28 +118,33 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         return both.chunk(2)
 
     @property
-    def maskers(self) -> list:
-        """The maskers a pass runs: an ensemble's first `members` (all by default), or the one."""
-        return list(self.masker.used) if isinstance(self.masker, MaskMean) else [self.masker]
-
-    @property
     def n_maskers(self) -> int:
         """The maskers the checkpoint holds (1 unless its config has an `ensemble`)."""
         return len(self.masker.members) if isinstance(self.masker, MaskMean) else 1
 
     @property
-    def members(self) -> int:
-        """How many maskers' masks are averaged."""
-        return len(self.maskers)
+    def members(self) -> tuple[int, ...]:
+        """The maskers (1-based) whose masks waveforms average: the `members` override, or all."""
+        return self._members or tuple(range(1, self.n_maskers + 1))
 
     @members.setter
-    def members(self, n: int) -> None:
-        """Run only the first `n` maskers of an ensemble (the cheaper path; `n` = 1 is `masker`)."""
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.n_maskers:
-            raise CodecSepError(f"members must be a whole number from 1 to {self.n_maskers} (the "
-                                f"maskers this checkpoint holds), got {n!r}")
-        if self.n_maskers > 1:
-            self.masker.active = n
+    def members(self, value) -> None:
+        """Run only these maskers of an ensemble, on waveforms and code streams alike: one
+        1-based index (1 is `masker`) or several (a sequence, or text such as "1,2")."""
+        self._members = check_members(value, self.n_maskers, "members")
+
+    @property
+    def code_members(self) -> tuple[int, ...]:
+        """The maskers code streams run: the `members` override, else `config.code_members`."""
+        return self._members or self.config.code_members or self.members
+
+    @property
+    def maskers(self) -> list:
+        """The maskers a run uses on waveforms or code streams (of an ensemble, those of
+        `members` and `code_members`)."""
+        if not isinstance(self.masker, MaskMean):
+            return [self.masker]
+        return [self.masker.members[i - 1] for i in sorted({*self.members, *self.code_members})]
 
     # ----------------------------------------------------------------------------- waveforms
     @property
@@ -138,7 +159,8 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def inference_tag(self) -> str:
         offsets = self.shift_offsets
         tags = [super().inference_tag()] + ([f"shifts:{len(offsets)}"] if len(offsets) > 1 else [])
-        tags += [f"members:{self.members}"] if self.members < self.n_maskers else []
+        if len(self.members) < self.n_maskers:
+            tags.append("members:" + ",".join(map(str, self.members)))
         return "+".join(t for t in tags if t)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -164,7 +186,8 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
 
     @torch.inference_mode()
     def separate_codes(self, codes: torch.Tensor, prompts, cond: torch.Tensor | None = None) -> dict:
-        """codes (N, F) or (1, N, F) -> {"target", "residual"}: codes (P, N, F) each, same codec."""
+        """codes (N, F) or (1, N, F) -> {"target", "residual"}: codes (P, N, F) each, same codec.
+        Of an ensemble, the maskers of `code_members` run."""
         codes = codes if codes.ndim == 3 else codes.unsqueeze(0)
         if codes.shape[0] != 1:
             raise CodecSepError("separate_codes takes one code stream at a time")
@@ -172,10 +195,25 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         n_q = codes.shape[1]
         latent = self.codec.dequantize(codes)  # (1, D, F)
         frames, ov = self.window_frames()
-        target = overlap_add(latent, frames, ov, lambda z: self.mask_latent(z, cond))[:, 0]
+        target = overlap_add(latent, frames, ov,
+                             lambda z: self.mask_latent(z, cond, self.code_members))[:, 0]
         residual = latent - target
         return {"target": self.codec.quantize(target, n_q),
                 "residual": self.codec.quantize(residual, n_q)}
+
+
+def check_members(value, n: int, what: str) -> tuple[int, ...]:
+    """Indices of an ensemble's `n` maskers (1-based: an int, a sequence, or text such as "1,2")
+    -> a sorted tuple; a clear error for anything else."""
+    if isinstance(value, str):
+        value = [int(t) if t.strip().isdigit() else t for t in value.split(",")]
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    ok = values and len(set(values)) == len(values) and all(
+        isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= n for i in values)
+    if not ok:
+        raise CodecSepError(f"{what} must be distinct whole numbers from 1 to {n} (the maskers "
+                            f"this checkpoint holds), got {value!r}")
+    return tuple(sorted(values))
 
 
 def save_built(out, build: Callable[[], tuple], overwrite: bool = False) -> Path:
