@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .errors import CodecSepError, require
+from .separators.base import members_arg
 from .separators.chunking import overlap_add, shift_offsets, shifted_mean
 from .separators.separator import check_prompts
 from .checkpoint import config_from_dict
@@ -151,6 +152,7 @@ def _manifest(separator, files: dict, prompts: list[str], source) -> dict:
         "cond_dim": cfg.masker.cond_dim, "prompts": prompts,
         "window_seconds": cfg.window_seconds, "overlap_seconds": cfg.overlap_seconds,
         "shifts": len(separator.shift_offsets), "anchors": asdict(separator.anchors),
+        "members": list(separator.members),  # the maskers in masker*.onnx (for both paths)
         "source": {"model": str(source) if source else None,
                    "sha256": getattr(separator, "meta", {}).get("sha256")},
     }
@@ -329,6 +331,8 @@ def run(args: argparse.Namespace) -> int:
     from .separators.api import get_separator
 
     separator = get_separator(args.model)
+    if args.members is not None:
+        separator.members = args.members
     out = export_onnx(separator, args.out, prompts=args.prompt or (),
                       embedding_input=not args.prompts_only, overwrite=args.overwrite,
                       source=args.model or "default")
@@ -350,6 +354,10 @@ def register(sub) -> None:
                    help="bake this prompt's embedding into masker_prompts.onnx (repeatable)")
     p.add_argument("--prompts-only", action="store_true",
                    help="skip masker.onnx (the masker taking an embedding input)")
+    p.add_argument("--members", type=members_arg, metavar="K[,K]",
+                   help="of a checkpoint that averages several maskers, export only these "
+                        "(1-based; default: all). One masker graph serves waveforms and code "
+                        "streams: --members 2 is the shipped default's code-stream path")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--rtf", action="store_true",
                    help="then measure the real-time factor of ONNX vs PyTorch on one thread")
