@@ -236,6 +236,36 @@ def test_a_saved_codecsep_separator_is_evaluated_end_to_end(corpus, tmp_path):
     assert all(abs(s["metrics"][m]["mean"]) < 60 for m in ("si_sdr", "si_sdri", "sdr", "sdri"))
 
 
+def test_the_code_stream_path_is_evaluated_as_codes_in_codes_out(corpus, tmp_path):
+    from codecsep.evaluate import CodeStreamPath, model_fingerprint
+    from codecsep.separators.base import apply_overrides
+    from codecsep.separators.masker import MaskerConfig
+    from codecsep.separators.separator import Separator, SeparatorConfig
+    from codecsep.text.base import get_text_encoder
+
+    enc, codec = get_text_encoder("hash", dim=384), MicaCodec(TINY_MICA)
+    masker = MaskerConfig(dim=32, depth=1, heads=2, ffn_dim=64, cond_dim=384, cond_hidden=16)
+    Separator(SeparatorConfig(masker=masker), codec=codec, text_encoder=enc).save(tmp_path / "ck")
+    sep = Separator.load(tmp_path / "ck", text_encoder=enc, codec=codec)
+    path = CodeStreamPath(sep, n_quantizers=2)
+    wav = torch.randn(1, 4000) * 0.1
+    out = path.separate(wav, ["dog"])
+    with torch.no_grad():
+        codes = codec.quantize(codec.encode(wav[None]), 2)
+        want = codec.decode(codec.dequantize(sep.separate_codes(codes, ["dog"])["target"]), 4000)
+    assert torch.equal(out["target"], want) and out["residual"].shape == (1, 1, 4000)
+    assert model_fingerprint(path) != model_fingerprint(sep)  # never resumes waveform results
+    with pytest.raises(CodecSepError, match="--shifts does not apply"):
+        apply_overrides(path, {"shifts": 2}, "codecsep-codes")  # code streams have no shifts
+    with pytest.raises(CodecSepError, match="codebooks"):
+        CodeStreamPath(sep, n_quantizers=codec.n_codebooks + 1)
+    cfg = config(corpus, model=f"codecsep-codes:{tmp_path / 'ck'}@2", protocol="two_source", n=2)
+    s = evaluate(cfg, tmp_path / "out", model=path, n_examples=1)
+    assert s["n_items"] == 2 and all(np.isfinite(s["metrics"][m]["mean"]) for m in ("si_sdri", "sdri"))
+    assert model_slug("codecsep-codes:@12") == "codecsep-codes-q12"
+    assert parse_model("codecsep-codes") == ("codecsep-codes", None)
+
+
 def test_visqol_only_on_the_first_items_and_said_so(corpus, tmp_path):
     pytest.importorskip("visqol")
     s = evaluate(config(corpus, model="oracle-mdct-irm", protocol="two_source", visqol=True,

@@ -125,6 +125,40 @@ class CodecCeiling:
         return {"target": self.through(ref), "residual": self.through(mix - ref)}
 
 
+class CodeStreamPath:
+    """A CodecSep separator run codes in -> codes out, as `codecsep separate --codes-in
+    --codes-out` runs it: the mixture is encoded to codes (N codebooks; all by default), separated
+    by `separate_codes` (the checkpoint's `code_members`) and the output codes decoded. Scores
+    include the codec's loss at that rate: read them beside codec-ceiling:CODEC@N."""
+
+    def __init__(self, separator, n_quantizers: int | None = None):
+        self.separator, self.codec = separator, separator.codec
+        self.n_quantizers = n_quantizers or self.codec.n_codebooks
+        if not 1 <= self.n_quantizers <= self.codec.n_codebooks:
+            raise CodecSepError(f"the codec has 1 to {self.codec.n_codebooks} codebooks, "
+                                f"got {n_quantizers}")
+        self.sample_rate, self.meta = separator.sample_rate, getattr(separator, "meta", None)
+
+    # the inference settings a run may override (no shifts: code streams have none)
+    members = property(lambda self: self.separator.members,
+                       lambda self, v: setattr(self.separator, "members", v))
+    anchor_weight = property(lambda self: self.separator.anchor_weight,
+                             lambda self, v: setattr(self.separator, "anchor_weight", v))
+
+    def inference_tag(self) -> str:
+        members = ",".join(map(str, self.separator.code_members))
+        return "+".join(t for t in (self.separator.inference_tag(),
+                                    f"codes:{self.n_quantizers}:members:{members}") if t)
+
+    @torch.no_grad()
+    def separate(self, audio, prompts) -> dict:
+        mix = torch.as_tensor(audio).float().reshape(1, 1, -1)
+        codes = self.codec.quantize(self.codec.encode(mix), self.n_quantizers)
+        out = self.separator.separate_codes(codes, prompts)
+        return {k: self.codec.decode(self.codec.dequantize(out[k]), mix.shape[-1])
+                for k in ("target", "residual")}
+
+
 @dataclass(frozen=True)
 class ModelKind:
     build: Callable[[str | None, object], SeparationModel]  # (argument, text encoder) -> model
@@ -144,13 +178,29 @@ def _resunet(arg, text_encoder):
     return ResUNetSeparator.load(arg, text_encoder=text_encoder)
 
 
+def _at_codebooks(kind: str, arg: str) -> tuple[str, int | None]:
+    """'NAME@N' -> ('NAME', N); 'NAME' -> ('NAME', None)."""
+    name, _, n = arg.rpartition("@") if "@" in arg else (arg, "", "")
+    if n and not n.isdigit():
+        raise CodecSepError(f"{kind}:{arg}: the part after @ must be a codebook count")
+    return name, int(n) if n else None
+
+
 def _codec_ceiling(arg, text_encoder):
     from .codecs import load_codec
 
-    name, _, n = arg.rpartition("@") if "@" in arg else (arg, "", "")
-    if n and not n.isdigit():
-        raise CodecSepError(f"codec-ceiling:{arg}: the part after @ must be a codebook count")
-    return CodecCeiling(load_codec(name), int(n) if n else None)
+    name, n = _at_codebooks("codec-ceiling", arg)
+    return CodecCeiling(load_codec(name), n)
+
+
+def _codecsep_codes(arg, text_encoder):
+    from .separators.separator import Separator
+
+    path, n = _at_codebooks("codecsep-codes", arg or "")
+    separator = _codecsep(path or None, text_encoder)
+    if not isinstance(separator, Separator):
+        raise CodecSepError(f"codecsep-codes:{arg}: not a CodecSep separator with a code-stream path")
+    return CodeStreamPath(separator, n)
 
 
 MODELS: dict[str, ModelKind] = {
@@ -162,6 +212,9 @@ MODELS: dict[str, ModelKind] = {
                                  "ceiling: ideal ratio mask on the hop-320 MDCT"),
     "codec-ceiling": ModelKind(_codec_ceiling, "required",
                                "decode(encode(ref)) of CODEC; CODEC@N goes through N codebooks"),
+    "codecsep-codes": ModelKind(_codecsep_codes, "optional",
+                                "a CodecSep separator codes in -> codes out: [DIR][@N], N "
+                                "codebooks (default: the shipped model, all codebooks)"),
 }
 
 
@@ -190,7 +243,7 @@ def model_slug(spec: str) -> str:
     if not arg:
         return kind
     parts = [p for p in Path(arg).parts[-2:] if p not in ("/", ".", "..")]
-    tail = "-".join(parts).replace("@", "-q").replace(":", "-")
+    tail = "-".join(parts).replace("@", "-q").replace(":", "-").lstrip("-")
     return f"{kind}-{tail}" if tail else kind
 
 
@@ -490,7 +543,7 @@ class EvalConfig:
         defaults = EvalConfig(model="mixture", protocol="two_source")
         for flag in ("eval_dir", "manifest", "seed", "split", "seconds") + INFERENCE_OVERRIDES:
             if getattr(self, flag) != getattr(defaults, flag):
-                args += [f"--{flag.replace('_', '-')}", _text(getattr(self, flag))]
+                args += [f"--{flag.replace('_', '-')}", str(getattr(self, flag))]
         return shlex.join(args)
 
     @property
