@@ -270,3 +270,39 @@ def test_distillation_adds_the_teachers_outputs_as_a_second_reference(tmp_path):
     out = train_tiny(manifest, tmp_path / "s", 2, kw, teacher=str(first))
     assert "teacher_sisdr" in (tmp_path / "s" / "log.csv").read_text().splitlines()[0]
     assert Separator.load(out, codec=kw["codec"], text_encoder=kw["text_encoder"]).meta["recipe"]["teacher"] == str(first)
+
+
+def test_coded_inputs_reach_the_masker_through_the_codes(tmp_path):
+    from codecsep.errors import CodecSepError
+    from codecsep.train.separator import make_step_fn
+
+    kw = tiny_parts()
+    sep = Separator(kw["config"], codec=kw["codec"], text_encoder=kw["text_encoder"]).eval()
+    codec = kw["codec"]
+    g = torch.Generator().manual_seed(0)
+    mix = 0.1 * torch.randn(3, 1, 8000, generator=g)
+    z = codec.encode(mix)
+    coded = sep.through_codes(z, torch.tensor([0, 2, 1]))
+    assert torch.equal(coded[0], z[0])  # 0: the continuous latent
+    with torch.no_grad():
+        for i, n in ((1, 2), (2, 1)):
+            torch.testing.assert_close(coded[i], codec.dequantize(codec.quantize(z[i:i + 1], n))[0])
+    # the masker sees the coded latent: the output equals the mask of it, decoded
+    cond = torch.randn(3, 384, generator=g)
+    with torch.no_grad():
+        target, _ = sep(mix, cond, through_codes=torch.tensor([2, 2, 2]))
+        zc = sep.through_codes(z, torch.tensor([2, 2, 2]))
+        torch.testing.assert_close(target, codec.decode(sep.masker(zc, cond) * zc, 8000))
+    # the recipe: every item coded with p_coded = 1, codebook counts checked against the codec
+    batch = (mix, 0.5 * mix, cond)
+    logs = make_step_fn(SeparatorRecipe(bf16=False, p_coded=1.0, coded_quantizers="1,2"), codec)(sep, batch)
+    assert torch.isfinite(logs["loss"])
+    with pytest.raises(CodecSepError, match="has 2 codebooks"):
+        make_step_fn(SeparatorRecipe(p_coded=0.5, coded_quantizers="1,3"), codec)
+    for bad in ({"coded_quantizers": "8"}, {"coded_quantizers": "3,2"}, {"p_coded": 1.5}):
+        with pytest.raises(CodecSepError):
+            SeparatorRecipe(**bad)
+    # end to end, recorded in the recipe
+    out = train_tiny(synthetic_manifest(tmp_path), tmp_path / "c", 1, kw, p_coded=0.5,
+                     coded_quantizers="1,2")
+    assert Separator.load(out, codec=codec, text_encoder=kw["text_encoder"]).meta["recipe"]["p_coded"] == 0.5

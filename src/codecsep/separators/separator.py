@@ -104,18 +104,33 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         members = self.members if members is None else members
         return self.masker(latent, cond, [i - 1 for i in members])
 
-    def forward(self, mixture: torch.Tensor, cond: torch.Tensor, bf16: bool = False):
+    def forward(self, mixture: torch.Tensor, cond: torch.Tensor, bf16: bool = False,
+                through_codes: torch.Tensor | None = None):
         """Training pass: mixture (B, 1, T), cond (B, E) -> (target, residual), (B, 1, T) each.
 
         `bf16` runs the masker under bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16);
-        the codec transforms and the mask product stay in float32.
+        the codec transforms and the mask product stay in float32. `through_codes` (B,): per
+        item, 0 or the number of codebooks the latent goes through first (as code streams
+        arrive: dequantize(quantize(latent, n))).
         """
         z = self.codec.encode(mixture)
+        if through_codes is not None:
+            z = self.through_codes(z, through_codes)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             mask = self.masker(z, cond)
         target = mask.float() * z
         both = self.codec.decode(torch.cat([target, z - target]), mixture.shape[-1])
         return both.chunk(2)
+
+    @torch.no_grad()
+    def through_codes(self, latent: torch.Tensor, n_quantizers: torch.Tensor) -> torch.Tensor:
+        """latent (B, D, F) -> each item through its `n_quantizers` codebooks (0: unchanged)."""
+        out = latent.clone()
+        for n in n_quantizers.unique().tolist():
+            if n:
+                rows = n_quantizers == n
+                out[rows] = self.codec.dequantize(self.codec.quantize(latent[rows], n))
+        return out
 
     @property
     def n_maskers(self) -> int:

@@ -52,6 +52,11 @@ class SeparatorRecipe:
     init_from: str = ""  # a separator checkpoint to continue from when the run dir is new
     w_residual: float = 1.0
     codec_sisdr: bool = False  # reference = decode(encode(clean)) (Codecformer's option)
+    # share of items whose mixture latent reaches the masker through the codec's codes
+    # (dequantize(quantize(z, n)), n drawn from `coded_quantizers` = "lo,hi"), as code streams
+    # present it; the references stay the clean sources
+    p_coded: float = 0.0
+    coded_quantizers: str = "8,16"
     sisdr_floor: float = -30.0  # clamp of the per-item loss, so near-silent items can't dominate
     bf16: bool = True  # bfloat16 autocast for the masker
     band_lr_mult: float = 1.0  # LR multiplier of the band refiner (grown from zero onto a trained masker)
@@ -61,7 +66,21 @@ class SeparatorRecipe:
     w_teacher: float = 0.5
     seed: int = 0
 
+    def coded_range(self) -> tuple[int, int]:
+        """`coded_quantizers` "lo,hi" -> (lo, hi), checked."""
+        try:
+            lo, hi = (int(v) for v in self.coded_quantizers.split(","))
+        except ValueError:
+            raise CodecSepError(f"coded_quantizers must be 'lo,hi' codebook counts, got "
+                                f"{self.coded_quantizers!r}") from None
+        if not 1 <= lo <= hi:
+            raise CodecSepError(f"coded_quantizers must satisfy 1 <= lo <= hi, got {lo},{hi}")
+        return lo, hi
+
     def __post_init__(self):
+        self.coded_range()
+        if not 0 <= self.p_coded <= 1:
+            raise CodecSepError(f"p_coded must be in [0, 1], got {self.p_coded:g}")
         if not 0 <= self.seconds_min <= self.seconds:
             raise CodecSepError(f"seconds_min must be in [0, seconds={self.seconds:g}], "
                                 f"got {self.seconds_min:g}")
@@ -154,9 +173,17 @@ def make_step_fn(recipe: SeparatorRecipe, codec, teacher=None):
         lr = neg_si_sdr(est_residual[:, 0], ref_residual[:, 0]).clamp(min=recipe.sisdr_floor)
         return lt, lr
 
+    lo, hi = recipe.coded_range()
+    if recipe.p_coded and hi > codec.n_codebooks:
+        raise CodecSepError(f"coded_quantizers {lo},{hi}: the codec has {codec.n_codebooks} codebooks")
+
     def step(model, batch):
         mix, target, cond = batch
-        est_target, est_residual = model(mix, cond, bf16=recipe.bf16)
+        kw = {}
+        if recipe.p_coded:  # per item: 0 = the continuous latent, else that many codebooks
+            n = torch.randint(lo, hi + 1, (mix.shape[0],))
+            kw["through_codes"] = torch.where(torch.rand(mix.shape[0]) < recipe.p_coded, n, 0)
+        est_target, est_residual = model(mix, cond, bf16=recipe.bf16, **kw)
         ref_target, ref_residual = target, mix - target
         if recipe.codec_sisdr:
             with torch.no_grad():
