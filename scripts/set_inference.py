@@ -4,8 +4,9 @@ Prompt anchors (`text.anchors`): the captions of the manifest's train split go i
 with the given weight and temperature (checkpoints trained before anchoring existed carry none;
 new training runs record theirs). `--shifts N`: average N passes offset within one codec frame
 (`SeparatorConfig.shifts`). `--window-seconds S`: long inputs run through S-second windows
-(`SeparatorConfig.window_seconds`, crossfaded over `overlap_seconds`). `--code-members K[,K]`: of
-a mask-mean checkpoint, the maskers code streams run (`SeparatorConfig.code_members`; 0: all). The
+(`SeparatorConfig.window_seconds`, crossfaded over `overlap_seconds`). `--members K[,K]` /
+`--code-members K[,K]`: of a mask-mean checkpoint, the maskers waveforms / code streams run
+(`SeparatorConfig.members` / `code_members`; 0: all / as waveforms). The
 command is appended to
 meta.json's history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies
 OTHER's anchors, shifts and window instead, so a new candidate is scored with exactly the
@@ -42,8 +43,11 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=TRAINED_TEMPERATURE)
     ap.add_argument("--shifts", type=int, help="shifted passes per window (default: keep)")
     ap.add_argument("--window-seconds", type=float, help="window length for long inputs (default: keep)")
+    ap.add_argument("--members", type=members_arg, metavar="K[,K]",
+                    help="of an ensemble, the maskers waveforms run (1-based; 0: all; default: keep)")
     ap.add_argument("--code-members", type=members_arg, metavar="K[,K]",
-                    help="of an ensemble, the maskers code streams run (1-based; 0: all; default: keep)")
+                    help="of an ensemble, the maskers code streams run (1-based; 0: as waveforms; "
+                         "default: keep)")
     args = ap.parse_args(argv)
     if args.shifts is not None and args.shifts < 1:
         raise SystemExit(f"--shifts must be >= 1, got {args.shifts}")
@@ -67,14 +71,16 @@ def main(argv=None) -> int:
     if not cfg["config"]["window_seconds"] > cfg["config"]["overlap_seconds"]:
         raise SystemExit(f"--window-seconds must exceed the overlap ({cfg['config']['overlap_seconds']:g} s), "
                          f"got {cfg['config']['window_seconds']:g}")
-    if args.code_members is not None:  # checked before anything is written
-        n = 1 + len(cfg["config"].get("ensemble", []))
+    n = 1 + len(cfg["config"].get("ensemble", []))
+    for key in ("members", "code_members"):  # checked before anything is written
+        value = getattr(args, key)
+        if value is None:
+            continue
         try:
-            members = () if args.code_members == 0 else check_members(args.code_members, n,
-                                                                        "--code-members")
+            chosen = () if value == 0 else check_members(value, n, f"--{key.replace('_', '-')}")
         except CodecSepError as e:
             raise SystemExit(f"error: {e}") from None
-        cfg["config"]["code_members"] = list(members)
+        cfg["config"][key] = list(chosen)
     anchors = cfg["config"]["anchors"]
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     meta.setdefault("history", []).append({"start_step": meta.get("step"), "command": command,
@@ -83,8 +89,9 @@ def main(argv=None) -> int:
     meta_path.write_text(json.dumps(meta, indent=2))
     print(f"{ckpt}: {len(anchors['texts'])} anchor captions, weight {anchors['weight']:g}, "
           f"temperature {anchors['temperature']:g}, shifts {cfg['config'].get('shifts', 1)}, "
-          f"window {cfg['config']['window_seconds']:g} s, code-stream members "
-          f"{','.join(map(str, cfg['config'].get('code_members') or [])) or 'all'}")
+          f"window {cfg['config']['window_seconds']:g} s, members "
+          f"{','.join(map(str, cfg['config'].get('members') or [])) or 'all'}, code-stream members "
+          f"{','.join(map(str, cfg['config'].get('code_members') or [])) or 'as waveforms'}")
     return 0
 
 

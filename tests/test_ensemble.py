@@ -127,6 +127,16 @@ def test_any_member_runs_alone_and_code_streams_run_the_code_members(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "from 1 to 2" in bad.stderr
     assert Separator.load(tmp_path / "ens").config.code_members == (2,)  # nothing written
+
+    # config members: the maskers waveforms run by default (here member 1; code streams member 2)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(tmp_path / "ens"),
+                        "--like", str(tmp_path / "ens"), "--members", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ens = Separator.load(tmp_path / "ens")
+    assert (ens.members, ens.code_members) == ((1,), (2,)) and ens.inference_tag().endswith("members:1")
+    assert torch.equal(ens.separate(wav, ["dog"])["target"], Separator.load(a).separate(wav, ["dog"])["target"])
+    ens.members = "1,2"  # the override still reaches every masker
+    assert torch.equal(ens.separate(wav, ["dog"])["target"], full)
     with pytest.raises(CodecSepError, match="code_members must be"):
         Separator(replace(ens.config, code_members=(3,)), codec=ens.codec)
 

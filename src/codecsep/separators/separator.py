@@ -45,8 +45,10 @@ class SeparatorConfig:
     # more maskers whose masks are averaged with `masker`'s (`MaskMean`; each costs its own MACs);
     # `scripts/combine_maskers.py` builds such a checkpoint from trained ones
     ensemble: tuple[MaskerConfig, ...] = field(default=(), metadata={"of": MaskerConfig})
-    # of an ensemble, the members (1-based: `masker` is 1) code streams run through (empty: all);
-    # a cheaper code-stream path, as codes in -> codes out is the edge-device use
+    # of an ensemble, the members (1-based: `masker` is 1) waveforms run (empty: all), and those
+    # code streams run (empty: as waveforms): a cheaper code path for edge devices, or a masker
+    # trained for coded latents
+    members: tuple[int, ...] = ()
     code_members: tuple[int, ...] = ()
 
     @classmethod
@@ -73,7 +75,8 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
             self.masker = build_maskers([config.masker, *config.ensemble])
         except ValueError as e:
             raise CodecSepError(str(e)) from None
-        check_members(config.code_members or 1, self.n_maskers, "code_members")
+        for name in ("members", "code_members"):
+            check_members(getattr(config, name) or 1, self.n_maskers, name)
         if self.codec.latent_dim != config.masker.latent_dim:
             raise CodecSepError(f"masker expects {config.masker.latent_dim}-d latents, codec "
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
@@ -139,8 +142,9 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
 
     @property
     def members(self) -> tuple[int, ...]:
-        """The maskers (1-based) whose masks waveforms average: the `members` override, or all."""
-        return self._members or tuple(range(1, self.n_maskers + 1))
+        """The maskers (1-based) whose masks waveforms average: the `members` override, else
+        `config.members`, else all."""
+        return self._members or self.config.members or tuple(range(1, self.n_maskers + 1))
 
     @members.setter
     def members(self, value) -> None:
@@ -174,7 +178,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def inference_tag(self) -> str:
         offsets = self.shift_offsets
         tags = [super().inference_tag()] + ([f"shifts:{len(offsets)}"] if len(offsets) > 1 else [])
-        if len(self.members) < self.n_maskers:
+        if self.members != tuple(range(1, self.n_maskers + 1)):
             tags.append("members:" + ",".join(map(str, self.members)))
         return "+".join(t for t in tags if t)
 
