@@ -26,6 +26,8 @@ lane_shipped() {
     for m in 1 2; do                      # 2 = the band-split masker code streams run
       $CS eval --model codecsep --protocol $p --members $m $OW
     done
+    # the code-stream path at 6 kbps: codes in -> codes out (the checkpoint's code_members), decoded
+    $CS eval --model codecsep-codes:@12 --protocol $p --visqol $OW
   done
   [[ ${CODEC:-1} == 0 ]] || $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
     --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW
