@@ -29,11 +29,16 @@ from .chunking import overlap_add
 INFERENCE_OVERRIDES = ("anchor_weight", "shifts", "members")
 
 
+def parse_members(text) -> tuple[int, ...]:
+    """ "2" -> (2,), "1, 2" -> (1, 2); ValueError for anything but comma-separated integers."""
+    return tuple(int(t) for t in str(text).split(","))
+
+
 def members_arg(text: str) -> int | str:
     """`--members`: one masker of an ensemble (1-based) or several, comma-separated: "2" -> 2,
     "1, 2" -> "1,2" (what results record; the separator checks the range)."""
     try:
-        values = [int(t) for t in str(text).split(",")]
+        values = parse_members(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 1-based masker numbers such as 1 or 1,2, "
                                          f"got {text!r}") from None

@@ -20,7 +20,7 @@ import torch
 from ..checkpoint import config_from_dict, save_checkpoint
 from ..codecs import ASSETS, load_codec
 from ..errors import CodecSepError
-from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts
+from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts, parse_members
 from .chunking import overlap_add, shift_offsets, shifted_mean
 from ..text.anchors import PromptAnchors
 from .masker import MaskerConfig, MaskMean, build_maskers
@@ -69,7 +69,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def __init__(self, config: SeparatorConfig, codec=None, text_encoder=None):
         super().__init__(config, text_encoder=text_encoder)
         self.shifts: int | None = None  # overrides config.shifts when set
-        self._members: tuple[int, ...] | None = None  # overrides all / config.code_members
+        self._members: tuple[int, ...] | None = None  # overrides config.members and code_members
         self.codec = codec if codec is not None else load_codec(config.codec)
         try:
             self.masker = build_maskers([config.masker, *config.ensemble])
@@ -224,9 +224,11 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
 def check_members(value, n: int, what: str) -> tuple[int, ...]:
     """Indices of an ensemble's `n` maskers (1-based: an int, a sequence, or text such as "1,2")
     -> a sorted tuple; a clear error for anything else."""
-    if isinstance(value, str):
-        value = [int(t) if t.strip().isdigit() else t for t in value.split(",")]
-    values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    try:
+        values = parse_members(value) if isinstance(value, str) else \
+            tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    except ValueError:
+        values = ()  # refused below
     ok = values and len(set(values)) == len(values) and all(
         isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= n for i in values)
     if not ok:
