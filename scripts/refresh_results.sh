@@ -28,6 +28,8 @@ lane_shipped() {
     done
     # the code-stream path at 6 kbps: codes in -> codes out (the checkpoint's code_members), decoded
     $CS eval --model codecsep-codes:@12 --protocol $p --visqol $OW
+    # ... and against the codec's rendition of each source at 12 codebooks (codec-SI-SDR)
+    $CS eval --model codecsep-codes:@12 --protocol $p --reference codec $OW
   done
   [[ ${CODEC:-1} == 0 ]] || $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
     --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW

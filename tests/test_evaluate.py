@@ -19,6 +19,7 @@ from codecsep.evaluate import (
     EvalConfig,
     MixtureModel,
     OracleMDCTIRM,
+    default_out_dir,
     ensure_eval_set,
     evaluate,
     load_model,
@@ -194,6 +195,27 @@ def test_codec_ceiling_is_exact_for_the_mdct_path_and_finite_through_codes():
     coded = CodecCeiling(codec, n_quantizers=2).separate(sources.sum(0), ["a"], sources=sources,
                                                          targets=[0])
     assert coded["target"].shape == (1, 1, 4000) and torch.isfinite(coded["target"]).all()
+
+
+def test_the_codec_reference_scores_against_what_the_codec_renders(corpus, tmp_path):
+    """--reference codec (codec-SI-SDR): the codec ceiling then matches its reference exactly,
+    which it does not against the clean source; models without a codec are refused."""
+    ceiling = CodecCeiling(MicaCodec(TINY_MICA), n_quantizers=2)
+    spec = dict(model="codec-ceiling:mica@2", protocol="two_source", n=2)
+    clean = evaluate(config(corpus, **spec), tmp_path / "clean", model=ceiling, n_examples=0)
+    coded = evaluate(config(corpus, reference="codec", **spec), tmp_path / "codec", model=ceiling,
+                     n_examples=1)
+    assert coded["reference"] == "codec" and "rendition" in (tmp_path / "codec/summary.md").read_text()
+    assert coded["metrics"]["si_sdr"]["mean"] > 60 > clean["metrics"]["si_sdr"]["mean"] + 20
+    assert "--reference codec" in coded["command"] and coded["model"].endswith("--reference codec")
+    assert default_out_dir(config(corpus, reference="codec", **spec)).parent.name.endswith("-refcodec")
+    with pytest.raises(CodecSepError, match="reference"):  # never mixed into clean-reference results
+        evaluate(config(corpus, **spec), tmp_path / "codec", model=ceiling, n_examples=0)
+    with pytest.raises(CodecSepError, match="runs on a codec"):
+        evaluate(config(corpus, model="mixture", protocol="two_source", reference="codec"),
+                 tmp_path / "mix", n_examples=0)
+    with pytest.raises(CodecSepError, match="unknown reference"):
+        config(corpus, model="mixture", protocol="two_source", reference="dirty")
 
 
 def test_model_specs_are_checked():

@@ -51,6 +51,11 @@ PROTOCOL_TARGETS = {"two_source": "first", "three_source": "all", "dnr": "all",
 EVAL_MIX_CONFIGS = {"two_speaker": {"short_clips": "loop", "duration_s": 3.0}}
 PROMPT_MODES = ("label", "caption", "heldout")
 TASKS = ("extract", "remove")
+# what estimates are scored against: the clean sources, or the model codec's rendition of them
+# (Codecformer's codec-SI-SDR: decode(encode(source)), through the codes for code streams)
+REFERENCES = ("clean", "codec")
+REFERENCE_NOTES = {"clean": "", "codec": " Scored against the model codec's rendition of each "
+                   "reference, decode(encode(reference)) (through the codes for code streams)."}
 COLUMNS = ("mixture_id", "source_index", "protocol", "prompt", "label", "task",
            "si_sdr", "si_sdri", "sdr", "sdri", "visqol", "semantic")
 METRICS = ("si_sdri", "sdri", "si_sdr", "sdr", "visqol", "semantic")
@@ -157,6 +162,27 @@ class CodeStreamPath:
         out = self.separator.separate_codes(codes, prompts)
         return {k: self.codec.decode(self.codec.dequantize(out[k]), mix.shape[-1])
                 for k in ("target", "residual")}
+
+
+def codec_rendition(model) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The reference of `--reference codec`: (T,) at 16 kHz -> decode(encode(x)) by the model's
+    codec, through its codes at the model's codebooks when it runs code streams (Codecformer's
+    codec-SI-SDR), at 16 kHz. What the codec cannot render is then no fault of the masker."""
+    from .audio import resample
+
+    codec = getattr(model, "codec", None)
+    if codec is None:
+        raise CodecSepError("--reference codec needs a model that runs on a codec (codecsep, "
+                            "codecsep-codes, codec-ceiling); this one has none")
+    ceiling, sr = CodecCeiling(codec, getattr(model, "n_quantizers", None)), codec.sample_rate
+
+    @torch.no_grad()
+    def render(x: torch.Tensor) -> torch.Tensor:
+        y = ceiling.through(resample(x.float()[None], SAMPLE_RATE, sr)[None])[0]
+        y = resample(y, sr, SAMPLE_RATE)[0]
+        return torch.nn.functional.pad(y, (0, max(0, len(x) - len(y))))[:len(x)]
+
+    return render
 
 
 @dataclass(frozen=True)
@@ -398,12 +424,12 @@ def run_model(model, mixture: np.ndarray, sources: np.ndarray, items: list[EvalI
     return result
 
 
-def estimate_and_reference(task: str, out: dict, p: int, mixture, source):
-    """(estimate, reference) tensors (T,) of prompt row p for the task."""
+def estimate_and_reference(task: str, out: dict, p: int, mixture, source, render=None):
+    """(estimate, reference) tensors (T,) of prompt row p for the task; `render` (e.g.
+    `codec_rendition`) maps the clean reference to the one scored against."""
     mix, src = torch.from_numpy(mixture), torch.from_numpy(source)
-    if task == "extract":
-        return out["target"][p], src
-    return out["residual"][p], mix - src
+    est, ref = (out["target"][p], src) if task == "extract" else (out["residual"][p], mix - src)
+    return est, ref if render is None else render(ref)
 
 
 def score(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor) -> dict:
@@ -523,12 +549,14 @@ class EvalConfig:
     members: int | str | None = None  # of an ensemble checkpoint, the maskers run: 2, or "1,2"
     split: str = "test"  # corpus split the evaluation set is drawn from (results: test)
     seconds: float | None = None  # mixture length of the set (None: the protocol's, 4 s)
+    reference: str = "clean"  # scored against: "clean" sources or their "codec" rendition
 
     def __post_init__(self):
         parse_model(self.model)
         for name, value, choices in (("protocol", self.protocol, tuple(PROTOCOL_TARGETS)),
                                      ("prompt mode", self.prompt_mode, PROMPT_MODES),
-                                     ("task", self.task, TASKS)):
+                                     ("task", self.task, TASKS),
+                                     ("reference", self.reference, REFERENCES)):
             if value not in choices:
                 raise CodecSepError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
         if self.n < 1:
@@ -541,7 +569,8 @@ class EvalConfig:
         args += ["--visqol", "--visqol-items", str(self.visqol_items)] if self.visqol else []
         args += ["--semantic"] if self.semantic else []
         defaults = EvalConfig(model="mixture", protocol="two_source")
-        for flag in ("eval_dir", "manifest", "seed", "split", "seconds") + INFERENCE_OVERRIDES:
+        for flag in ("eval_dir", "manifest", "seed", "split", "seconds",
+                     "reference") + INFERENCE_OVERRIDES:
             if getattr(self, flag) != getattr(defaults, flag):
                 args += [f"--{flag.replace('_', '-')}", str(getattr(self, flag))]
         return shlex.join(args)
@@ -550,7 +579,8 @@ class EvalConfig:
     def model_label(self) -> str:
         """The model as results tables name it (inference overrides are part of it)."""
         return " ".join([self.model] + [f"--{k.replace('_', '-')} {_text(v)}"
-                                        for k, v in self.overrides().items()])
+                                        for k, v in self.overrides().items()]
+                        + ([] if self.reference == "clean" else [f"--reference {self.reference}"]))
 
     def overrides(self) -> dict:
         """The inference settings given instead of the checkpoint's (`INFERENCE_OVERRIDES`)."""
@@ -559,7 +589,7 @@ class EvalConfig:
     def identity(self) -> dict:
         """What must match for a re-run to resume an existing items.csv."""
         keys = ("model", "protocol", "prompt_mode", "task", "seed", "visqol", "visqol_items",
-                "semantic", "split", "seconds") + tuple(self.overrides())
+                "semantic", "split", "seconds", "reference") + tuple(self.overrides())
         return {k: getattr(self, k) for k in keys}
 
 
@@ -571,6 +601,7 @@ def _text(value) -> str:
 def default_out_dir(cfg: EvalConfig, root="results/eval") -> Path:
     split = ("" if cfg.split == "test" else f"-{cfg.split}") + length_tag(cfg.seconds)
     tags = "".join(f"-{k.split('_')[0]}{_text(v).replace(',', '+')}" for k, v in cfg.overrides().items())
+    tags += "" if cfg.reference == "clean" else f"-ref{cfg.reference}"
     return (Path(root) / f"{model_slug(cfg.model)}{tags}"
             / f"{cfg.protocol}{split}-{cfg.prompt_mode}-{cfg.task}")
 
@@ -636,22 +667,24 @@ def evaluate(cfg: EvalConfig, out_dir=None, model=None, overwrite: bool = False,
                                cfg.set_size, cfg.split, cfg.seconds)
     model = model if model is not None else load_model(cfg.model, text_encoder)
     apply_overrides(model, cfg.overrides(), cfg.model)
+    render = codec_rendition(model) if cfg.reference == "codec" else None
     out = Path(out_dir) if out_dir else default_out_dir(cfg)
     prepare_out_dir(out, cfg, {"model_fingerprint": model_fingerprint(model),
                                "eval_set_fingerprint": eval_set_fingerprint(eval_set)}, overwrite)
     items = eval_items(eval_set, cfg.n, cfg.protocol, cfg.prompt_mode,
                        PromptSource(cfg.manifest if cfg.prompt_mode != "label" else None))
     log = ItemLog(out / "items.csv")
-    score_items(model, eval_set, items, log, cfg)
+    score_items(model, eval_set, items, log, cfg, render)
     rows = [log.rows[it.key] for it in items]
     summary = summarize(rows, cfg, eval_set, model)
     write_summary(out, summary)
     plot_per_class(summary, out / "per_class.png")
-    plot_examples(model, eval_set, items[:n_examples], cfg.task, out / "examples.png")
+    plot_examples(model, eval_set, items[:n_examples], cfg.task, out / "examples.png", render)
     return summary
 
 
-def score_items(model, eval_set, items: list[EvalItem], log: ItemLog, cfg: EvalConfig) -> None:
+def score_items(model, eval_set, items: list[EvalItem], log: ItemLog, cfg: EvalConfig,
+                render=None) -> None:
     """Separate and score every item not yet in the log, one mixture (all its prompts) at a time."""
     by_mixture: dict[int, list[tuple[int, EvalItem]]] = {}
     for position, it in enumerate(items):
@@ -663,7 +696,8 @@ def score_items(model, eval_set, items: list[EvalItem], log: ItemLog, cfg: EvalC
         m = eval_set[index]
         out = run_model(model, m.mixture, m.sources, [it for _, it in todo])
         for p, (position, it) in enumerate(todo):
-            est, ref = estimate_and_reference(cfg.task, out, p, m.mixture, m.sources[it.source_index])
+            est, ref = estimate_and_reference(cfg.task, out, p, m.mixture,
+                                              m.sources[it.source_index], render)
             row = {**asdict(it), "protocol": cfg.protocol, "task": cfg.task,
                    **score(est, ref, torch.from_numpy(m.mixture))}
             if cfg.visqol and position < cfg.visqol_items:
@@ -691,7 +725,7 @@ def summarize(rows: list[dict], cfg: EvalConfig, eval_set, model) -> dict:
             "model_fingerprint": model_fingerprint(model),
             "model_step": (getattr(model, "meta", None) or {}).get("step"), "protocol": cfg.protocol,
             "prompt_mode": cfg.prompt_mode, "task": cfg.task, "seed": cfg.seed, "split": cfg.split,
-            "eval_set": str(eval_set.root), "n_mixtures": n_mix, "n_items": len(rows),
+            "reference": cfg.reference, "eval_set": str(eval_set.root), "n_mixtures": n_mix, "n_items": len(rows),
             "targets": PROTOCOL_TARGETS[cfg.protocol], "metrics": metrics, "visqol_items": n_vq,
             "visqol_note": note, "per_class": per_class(rows), "command": cfg.command(),
             "codecsep_version": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -709,7 +743,8 @@ def fmt(v, digits: int = 2) -> str:
 def summary_markdown(s: dict) -> str:
     lines = [f"# {s['model']} on {s['protocol']} ({s['task']}, {s['prompt_mode']} prompts)", "",
              (f"{s['n_items']} items from {s['n_mixtures']} mixtures of `{s['eval_set']}`. "
-              f"{s['visqol_note']}."), "", "| metric | mean | median | 95% CI | n | NaN |",
+              f"{s['visqol_note']}." + REFERENCE_NOTES[s.get("reference", "clean")]), "",
+             "| metric | mean | median | 95% CI | n | NaN |",
              "|---|---|---|---|---|---|"]
     for name, d in s["metrics"].items():
         lines.append(f"| {name} | {fmt(d['mean'])} | {fmt(d['median'])} | "
@@ -759,7 +794,8 @@ def spectrogram_db(x, n_fft: int = 512, hop: int = 128) -> np.ndarray:
     return (10 * torch.log10(spec.abs().pow(2) + 1e-12)).clamp_min(-120).numpy()
 
 
-def plot_examples(model, eval_set, items: list[EvalItem], task: str, path: Path) -> None:
+def plot_examples(model, eval_set, items: list[EvalItem], task: str, path: Path,
+                  render=None) -> None:
     """Spectrogram panels, one row per item: mixture / estimate / reference."""
     if not items:
         return
@@ -768,7 +804,8 @@ def plot_examples(model, eval_set, items: list[EvalItem], task: str, path: Path)
     for row, it in zip(axes, items):
         m = eval_set[it.index]
         out = run_model(model, m.mixture, m.sources, [it])
-        est, ref = estimate_and_reference(task, out, 0, m.mixture, m.sources[it.source_index])
+        est, ref = estimate_and_reference(task, out, 0, m.mixture, m.sources[it.source_index],
+                                          render)
         for ax, (title, x) in zip(row, (("mixture", m.mixture), (f"estimate ({it.prompt})", est),
                                         ("reference", ref))):
             db = spectrogram_db(x)
@@ -809,6 +846,10 @@ def register(subparsers) -> None:
     p.add_argument("--semantic", action=argparse.BooleanOptionalAction, default=False,
                    help="also score every estimate with the aligned audio encoder against its "
                         "prompt (cosine; in removal, the residual against the removed prompt)")
+    p.add_argument("--reference", default="clean", choices=REFERENCES,
+                   help="score against the clean sources (default) or the model codec's rendition "
+                        "of them, decode(encode(source)): Codecformer's codec-SI-SDR, which leaves "
+                        "out what the codec cannot render (code streams: at their codebooks)")
     p.add_argument("--anchor-weight", type=float, metavar="W",
                    help="prompt anchoring weight in [0, 1] instead of the checkpoint's (0: off)")
     p.add_argument("--shifts", type=int, metavar="N",
@@ -829,7 +870,7 @@ def _run(args: argparse.Namespace) -> int:
                      prompt_mode=args.prompt_mode, task=args.task, visqol=args.visqol,
                      visqol_items=args.visqol_items, semantic=args.semantic, seed=args.seed,
                      eval_dir=args.eval_dir, manifest=args.manifest, split=args.split,
-                     seconds=args.seconds,
+                     seconds=args.seconds, reference=args.reference,
                      anchor_weight=args.anchor_weight, shifts=args.shifts, members=args.members)
     out = Path(args.out) if args.out else default_out_dir(cfg)
     s = evaluate(cfg, out, overwrite=args.overwrite)

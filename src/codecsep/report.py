@@ -118,6 +118,10 @@ def quality_section(summaries: list[dict], task: str, mode: str) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(quality_cell(cell.get((model, p)))
                                                  for p in protocols) + " |")
     notes = sorted({s["visqol_note"] for s in group if "visqol" in s["metrics"]})
+    if any(s.get("reference", "clean") != "clean" for s in group):
+        notes.append("`--reference codec` rows score against the model codec's rendition of each "
+                     "reference, decode(encode(reference)), through the codes for code streams "
+                     "(codec-SI-SDR), not against the clean source")
     if any(s.get("earlier_set") for s in group):
         notes.append("† measured on an earlier draw of that protocol's evaluation set (not comparable "
                      "item by item; see results/experiments/README.md)")
