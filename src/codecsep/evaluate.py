@@ -54,8 +54,8 @@ TASKS = ("extract", "remove")
 # what estimates are scored against: the clean sources, or the model codec's rendition of them
 # (Codecformer's codec-SI-SDR: decode(encode(source)), through the codes for code streams)
 REFERENCES = ("clean", "codec")
-REFERENCE_NOTES = {"clean": "", "codec": " Scored against the model codec's rendition of each "
-                   "reference, decode(encode(reference)) (through the codes for code streams)."}
+CODEC_REFERENCE = ("the model codec's rendition of each reference, decode(encode(reference)), "
+                   "through the codes for code streams (codec-SI-SDR)")
 COLUMNS = ("mixture_id", "source_index", "protocol", "prompt", "label", "task",
            "si_sdr", "si_sdri", "sdr", "sdri", "visqol", "semantic")
 METRICS = ("si_sdri", "sdri", "si_sdr", "sdr", "visqol", "semantic")
@@ -743,7 +743,8 @@ def fmt(v, digits: int = 2) -> str:
 def summary_markdown(s: dict) -> str:
     lines = [f"# {s['model']} on {s['protocol']} ({s['task']}, {s['prompt_mode']} prompts)", "",
              (f"{s['n_items']} items from {s['n_mixtures']} mixtures of `{s['eval_set']}`. "
-              f"{s['visqol_note']}." + REFERENCE_NOTES[s.get("reference", "clean")]), "",
+              f"{s['visqol_note']}."
+              + (f" Scored against {CODEC_REFERENCE}." if s.get("reference") == "codec" else "")), "",
              "| metric | mean | median | 95% CI | n | NaN |",
              "|---|---|---|---|---|---|"]
     for name, d in s["metrics"].items():

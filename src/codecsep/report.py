@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from .errors import CodecSepError
-from .evaluate import item_inputs, same_draw
+from .evaluate import CODEC_REFERENCE, item_inputs, same_draw
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 PROTOCOLS = ("two_source", "three_source", "dnr", "two_speaker")
@@ -119,9 +119,8 @@ def quality_section(summaries: list[dict], task: str, mode: str) -> list[str]:
                                                  for p in protocols) + " |")
     notes = sorted({s["visqol_note"] for s in group if "visqol" in s["metrics"]})
     if any(s.get("reference", "clean") != "clean" for s in group):
-        notes.append("`--reference codec` rows score against the model codec's rendition of each "
-                     "reference, decode(encode(reference)), through the codes for code streams "
-                     "(codec-SI-SDR), not against the clean source")
+        notes.append(f"`--reference codec` rows score against {CODEC_REFERENCE}, not against the "
+                     "clean source")
     if any(s.get("earlier_set") for s in group):
         notes.append("† measured on an earlier draw of that protocol's evaluation set (not comparable "
                      "item by item; see results/experiments/README.md)")
