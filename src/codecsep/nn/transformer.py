@@ -17,9 +17,9 @@ from torch import nn
 from .film import FiLM
 
 
-def sinusoidal_positions(n: int, dim: int, device=None) -> torch.Tensor:
-    """(n, dim) fixed sinusoidal position table (Vaswani et al., 2017)."""
-    pos = torch.arange(n, device=device, dtype=torch.float32).unsqueeze(1)
+def sinusoidal_positions(n: int, dim: int, device=None, start: int = 0) -> torch.Tensor:
+    """(n, dim) fixed sinusoidal position table (Vaswani et al., 2017) of positions start..start+n-1."""
+    pos = torch.arange(start, start + n, device=device, dtype=torch.float32).unsqueeze(1)
     freq = torch.exp(torch.arange(0, dim, 2, device=device) * (-math.log(10000.0) / dim))
     table = torch.zeros(n, dim, device=device)
     table[:, 0::2] = torch.sin(pos * freq)
@@ -27,10 +27,46 @@ def sinusoidal_positions(n: int, dim: int, device=None) -> torch.Tensor:
     return table
 
 
+def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, context: int,
+                    dropout_p: float = 0.0) -> torch.Tensor:
+    """Attention in which each position sees the keys within `context` positions of it.
+
+    q, k, v (B, H, T, e) -> (B, H, T, e). Computed on blocks of `context` queries, each against
+    its own block and the two beside it (3 * context keys, masked to the window), so the cost
+    grows with T rather than T^2 and a long sequence needs no cutting into windows. Sequences of
+    up to 3 * context positions are computed whole, with the same mask.
+    """
+    b, h, t, e = q.shape
+    if t <= 3 * context:  # as cheap on the whole sequence, masked to the window
+        i = torch.arange(t, device=q.device)
+        near = (i[:, None] - i[None]).abs() <= context
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=near, dropout_p=dropout_p)
+    n = -(-t // context)  # blocks
+    pad = n * context - t
+
+    def blocks(x, before, after, size):  # (B, H, T, e) -> (B * n, H, size, e)
+        x = F.pad(x, (0, 0, before, after)).unfold(2, size, context)  # (B, H, n, e, size)
+        return x.permute(0, 2, 1, 4, 3).reshape(b * n, h, size, e)
+
+    qb = blocks(q, 0, pad, context)
+    kb, vb = (blocks(x, context, pad + context, 3 * context) for x in (k, v))
+    i = torch.arange(context, device=q.device)[:, None] + context  # query, in its block's key frame
+    j = torch.arange(3 * context, device=q.device)
+    near = (i - j).abs() <= context  # (context, 3 * context)
+    key_pos = torch.arange(n, device=q.device)[:, None] * context - context + j  # (n, 3 * context)
+    real = (key_pos >= 0) & (key_pos < t)
+    mask = (near & real[:, None, :]).unsqueeze(1).repeat(b, 1, 1, 1)  # (B * n, 1, context, 3 * context)
+    y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout_p)
+    return y.view(b, n, h, context, e).permute(0, 2, 1, 3, 4).reshape(b, h, n * context, e)[:, :, :t]
+
+
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float):
+    """Multi-head self-attention over the whole sequence, or (`context` > 0) over the positions
+    within `context` of each query (`local_attention`)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, context: int = 0):
         super().__init__()
-        self.heads = heads
+        self.heads, self.context = heads, context
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
@@ -40,7 +76,10 @@ class SelfAttention(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        if self.context and t > self.context + 1:
+            y = local_attention(q, k, v, self.context, p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(b, t, c))
 
 
@@ -51,10 +90,10 @@ class TransformerLayer(nn.Module):
     here and FiLM in `FiLMTransformerLayer`, so both layers share one forward.
     """
 
-    def __init__(self, dim, heads, ffn_dim, dropout=0.1, norm_first=False, act="relu"):
+    def __init__(self, dim, heads, ffn_dim, dropout=0.1, norm_first=False, act="relu", context=0):
         super().__init__()
         self.norm_first = norm_first
-        self.attn = SelfAttention(dim, heads, dropout)
+        self.attn = SelfAttention(dim, heads, dropout, context)
         self.ffn = nn.Sequential(
             nn.Linear(dim, ffn_dim),
             nn.ReLU() if act == "relu" else nn.GELU(),
@@ -77,8 +116,9 @@ class TransformerLayer(nn.Module):
 
 
 class FiLMTransformerLayer(TransformerLayer):
-    def __init__(self, dim, heads, ffn_dim, cond_dim, dropout=0.1, norm_first=False, act="relu"):
-        super().__init__(dim, heads, ffn_dim, dropout, norm_first, act)
+    def __init__(self, dim, heads, ffn_dim, cond_dim, dropout=0.1, norm_first=False, act="relu",
+                 context=0):
+        super().__init__(dim, heads, ffn_dim, dropout, norm_first, act, context)
         self.film1, self.film2 = FiLM(cond_dim, dim), FiLM(cond_dim, dim)
 
     def modulate(self, x: torch.Tensor, site: int, cond: torch.Tensor) -> torch.Tensor:
@@ -107,10 +147,10 @@ class Transformer(nn.Module):
 
 
 class FiLMTransformer(nn.Module):
-    def __init__(self, dim, depth, heads, ffn_dim, cond_dim, dropout=0.1, norm_first=False):
+    def __init__(self, dim, depth, heads, ffn_dim, cond_dim, dropout=0.1, norm_first=False, context=0):
         super().__init__()
         self.layers = nn.ModuleList(
-            FiLMTransformerLayer(dim, heads, ffn_dim, cond_dim, dropout, norm_first)
+            FiLMTransformerLayer(dim, heads, ffn_dim, cond_dim, dropout, norm_first, context=context)
             for _ in range(depth)
         )
         self.final_norm = nn.LayerNorm(dim) if norm_first else nn.Identity()

@@ -10,6 +10,8 @@ The paper's configuration (DAC-16k: D=1024, d=256, 16 layers) and our compact de
 D=320) are two configs of this one class: see `PAPER_DAC16K` and `MaskerConfig()`.
 `trunk="bandsplit"` selects `BandSplitMasker` instead (`build_masker`): one token per band and frame,
 attention over time and across bands, the same interface.
+`time_context` > 0 limits attention over time to nearby frames (either trunk), so the cost per
+second stops growing with the window.
 `MaskMean` averages the masks of several maskers (e.g. one of each trunk: they err on different
 items); `build_maskers` gives one masker, or their mean when given more than one config.
 """
@@ -54,6 +56,14 @@ class MaskerConfig:
     trunk: str = "time"
     split: str = "16x20"  # bandsplit: band widths low to high, "WIDTHxCOUNT,...", summing to latent_dim
     mask_hidden: int = 128  # bandsplit: hidden width of each band's mask MLP
+    # attention over time: 0 = every frame sees every frame of the window (cost grows with the
+    # window); N > 0 = each frame sees the frames within N of it (`local_attention`: cost per
+    # frame fixed, so a long code stream runs in one long window)
+    time_context: int = 0
+    # in training, time positions start at a random frame in [0, position_jitter] rather than
+    # 0, so a masker with local attention learns not to rely on where a window starts and can
+    # run on windows up to position_jitter frames longer than its training crops
+    position_jitter: int = 0
 
     def __post_init__(self):
         if self.trunk not in ("time", "bandsplit"):
@@ -88,6 +98,14 @@ PAPER_DAC16K = MaskerConfig(latent_dim=1024, dim=256, depth=16, heads=8, ffn_dim
 def to_mask(logits: torch.Tensor, kind: str) -> torch.Tensor:
     """Mask logits -> the mask: bounded in [0, 1] ("sigmoid") or the logits themselves."""
     return torch.sigmoid(logits) if kind == "sigmoid" else logits
+
+
+def frame_positions(masker: nn.Module, n: int, dim: int, device) -> torch.Tensor:
+    """(n, dim) sinusoidal time positions for `masker` (`config.position_jitter`: in training,
+    starting at a random frame)."""
+    jitter = masker.config.position_jitter if masker.training else 0
+    start = int(torch.randint(0, jitter + 1, ())) if jitter else 0
+    return sinusoidal_positions(n, dim, device, start)
 
 
 def latent_features(z: torch.Tensor, kind: str) -> torch.Tensor:
@@ -169,9 +187,10 @@ class BandSplitMasker(nn.Module):
         self.inp = nn.Parameter(torch.randn(k, w, d) / torch.tensor(widths).float().sqrt()[:, None, None])
         self.inp_bias = nn.Parameter(torch.zeros(k, d))
         self.band_embedding = nn.Parameter(torch.zeros(k, d))
-        layer = lambda: FiLMTransformerLayer(d, c.heads, c.ffn_dim, film_dim, c.dropout, True)  # noqa: E731
-        self.time_layers = nn.ModuleList(layer() for _ in range(c.depth))
-        self.band_layers = nn.ModuleList(layer() for _ in range(c.depth))
+        layer = lambda context: FiLMTransformerLayer(d, c.heads, c.ffn_dim, film_dim, c.dropout,  # noqa: E731
+                                                     True, context=context)
+        self.time_layers = nn.ModuleList(layer(c.time_context) for _ in range(c.depth))
+        self.band_layers = nn.ModuleList(layer(0) for _ in range(c.depth))
         self.norm = nn.LayerNorm(d)
         self.out_film = FiLM(film_dim, d)
         self.hidden = nn.Parameter(torch.randn(k, d, h) / d ** 0.5)
@@ -187,7 +206,7 @@ class BandSplitMasker(nn.Module):
         x = latent_features(latent, self.config.features)
         x = torch.cat([x, x.new_zeros(b, 1, f)], 1)[:, self.index].reshape(b, k, w, f)
         h = torch.einsum("bkwf,kwd->bkfd", x, self.inp) + (self.inp_bias + self.band_embedding)[:, None]
-        h = h + sinusoidal_positions(f, h.shape[-1], h.device)  # (B, K, F, d)
+        h = h + frame_positions(self, f, h.shape[-1], h.device)  # (B, K, F, d)
         over_time = cond.repeat_interleave(k, 0)
         over_bands = cond.repeat_interleave(f, 0)
         for time_layer, band_layer in zip(self.time_layers, self.band_layers):
@@ -247,7 +266,7 @@ class Masker(nn.Module):
                      if c.cond_hidden else nn.Identity())
         self.inp = nn.Conv1d(c.latent_dim, c.dim, c.input_kernel, padding=c.input_kernel // 2)
         self.transformer = FiLMTransformer(c.dim, c.depth, c.heads, c.ffn_dim, film_dim,
-                                           c.dropout, c.norm_first)
+                                           c.dropout, c.norm_first, c.time_context)
         self.out = nn.Conv1d(c.dim, c.latent_dim, 1)
         self.out_film = FiLM(film_dim, c.latent_dim)
         self.act = Snake(c.latent_dim)
@@ -259,7 +278,7 @@ class Masker(nn.Module):
         cond = self.cond(cond)
         x = latent_features(latent, self.config.features)
         h = self.inp(x).transpose(1, 2)  # (B, F, d)
-        h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device)
+        h = h + frame_positions(self, h.shape[1], h.shape[2], h.device)
         state = self.transformer(h, cond)
         h = self.out_film(self.out(state.transpose(1, 2)).transpose(1, 2), cond).transpose(1, 2)
         m = self.head(self.act(h))

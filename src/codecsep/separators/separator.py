@@ -38,6 +38,9 @@ class SeparatorConfig:
     masker: MaskerConfig = field(default_factory=MaskerConfig)
     window_seconds: float = 10.0
     overlap_seconds: float = 1.0
+    # code streams: windows of this many seconds of frames (0: as waveforms, `window_seconds`);
+    # longer windows suit code-stream maskers with local time attention (`time_context`)
+    code_window_seconds: float = 0.0
     anchors: PromptAnchors = field(default_factory=PromptAnchors)  # prompt anchoring (off)
     # waveform input: average over `shifts` copies offset by fractions of one codec hop (as
     # Demucs's shifts): the frame grid falls elsewhere each time; costs `shifts` passes
@@ -178,6 +181,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def inference_tag(self) -> str:
         offsets = self.shift_offsets
         tags = [super().inference_tag()] + ([f"shifts:{len(offsets)}"] if len(offsets) > 1 else [])
+        tags += [f"codewindow:{self.config.code_window_seconds:g}"] if self.config.code_window_seconds else []
         if self.members != tuple(range(1, self.n_maskers + 1)):
             tags.append("members:" + ",".join(map(str, self.members)))
         return "+".join(t for t in tags if t)
@@ -199,8 +203,10 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         """(window, overlap) in latent frames: how `separate_codes` cuts long code streams. The
         window holds the frames of one waveform window (the codec's frame count of it, e.g. 201
         for 4 s of Mica), so a code stream of a window-long recording is one window, as its
-        waveform is."""
+        waveform is; `config.code_window_seconds`, when set, replaces the waveform window."""
         window, overlap = self.window_samples()
+        if self.config.code_window_seconds:
+            window = int(self.config.code_window_seconds * self.sample_rate)
         return self.codec.n_frames(window), round(overlap / self.codec.hop_length)
 
     @torch.inference_mode()
