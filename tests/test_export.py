@@ -155,19 +155,25 @@ def test_shifted_and_anchored_export_matches_pytorch(separator, tmp_path):
     assert si_sdr(plain, sep.separate(x, ["dog"])["target"]).min() < 60  # the settings act
 
 
-def test_bandsplit_masker_exports(tmp_path):
-    """The band-split trunk (uneven bands gathered by index, per-band einsums) survives export."""
+@pytest.mark.parametrize("time_context", [0, 3])
+def test_bandsplit_masker_exports(tmp_path, time_context):
+    """The band-split trunk (uneven bands gathered by index, per-band einsums) survives export,
+    with local time attention too: one graph for short windows and long code streams alike."""
     from dataclasses import replace
 
     from helpers import TINY_MASKER
 
     masker = replace(TINY_MASKER, trunk="bandsplit", split="8x8,32x4,64x2", dim=16, depth=1,
-                     ffn_dim=32, dropout=0.0, mask_hidden=16)
+                     ffn_dim=32, dropout=0.0, mask_hidden=16, time_context=time_context)
     sep = Separator.load(save_tiny_separator(tmp_path / "m", masker=masker))
     onnx_sep = OnnxSeparator(export_onnx(sep, tmp_path / "onnx"), threads=1)
     x = torch.randn(1, 7000, generator=torch.Generator().manual_seed(0)) * 0.1
     ref, out = sep.separate(x, ["dog barking"]), onnx_sep.separate(x, ["dog barking"])
     assert si_sdr(out["target"], ref["target"]).min() >= 40
+    codes = sep.codec.quantize(sep.codec.encode(torch.randn(1, 1, 30000) * 0.1), 3)  # 94 frames, one window
+    prompt = ["dog barking"]
+    same = onnx_sep.separate_codes(codes, prompt)["target"] == sep.separate_codes(codes, prompt)["target"]
+    assert same.float().mean() > 0.99  # codes: a float hair can flip a rare nearest codeword
 
 
 def test_band_refined_masker_exports(tmp_path):

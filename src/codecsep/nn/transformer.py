@@ -34,10 +34,13 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, context: 
     q, k, v (B, H, T, e) -> (B, H, T, e). Computed on blocks of `context` queries, each against
     its own block and the two beside it (3 * context keys, masked to the window), so the cost
     grows with T rather than T^2 and a long sequence needs no cutting into windows. Sequences of
-    up to 3 * context positions are computed whole, with the same mask.
+    up to 3 * context positions (and every sequence in an ONNX export) are computed whole, with
+    the same mask.
     """
     b, h, t, e = q.shape
-    if t <= 3 * context:  # as cheap on the whole sequence, masked to the window
+    if t <= 3 * context or torch.onnx.is_in_onnx_export():
+        # the whole sequence masked to the window: as cheap for short ones, and one graph for
+        # every length in an ONNX export (tracing would freeze the blocks' count)
         i = torch.arange(t, device=q.device)
         near = (i[:, None] - i[None]).abs() <= context
         return F.scaled_dot_product_attention(q, k, v, attn_mask=near, dropout_p=dropout_p)
@@ -76,7 +79,7 @@ class SelfAttention(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         p = self.dropout if self.training else 0.0
-        if self.context and t > self.context + 1:
+        if self.context:
             y = local_attention(q, k, v, self.context, p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
