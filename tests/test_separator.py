@@ -257,7 +257,8 @@ def test_windows_other_than_the_old_default_are_part_of_the_fingerprint():
 
 def test_local_time_attention_limits_what_a_frame_sees_and_code_streams_take_long_windows():
     """time_context c: after `depth` layers a frame's mask depends on frames within depth x c
-    of it and on no others (besides the level all frames share); position_jitter moves the positions in training only; a code stream
+    of it and on no others (besides the level all frames share); position_jitter moves the positions
+    in training only; position_wavelength holds the slow ones; a code stream
     then runs in its own long windows (`code_window_seconds`), part of the fingerprint."""
     from dataclasses import replace
 
@@ -284,6 +285,15 @@ def test_local_time_attention_limits_what_a_frame_sees_and_code_streams_take_lon
         m.train()
         torch.manual_seed(1)
         assert not torch.equal(m(z, cond), m(z, cond))
+    # position_wavelength: the slow sinusoids hold still, so a 10,000-frame window shows the masker
+    # only values a short crop shows; the fast ones still tell nearby frames apart
+    from codecsep.separators.masker import frame_positions
+
+    m = build_masker(replace(c, position_wavelength=20)).eval()
+    short, long = frame_positions(m, 100, 16, None), frame_positions(m, 10000, 16, None)
+    moving = long.std(0) > 0
+    assert 0 < moving.sum() < 16 and torch.equal(long[:100], short)
+    assert long[:, moving].abs().max() <= 1 and (long[:, ~moving] == short[0, ~moving]).all()
     sep = Separator(SeparatorConfig(masker=c, window_seconds=1.0, overlap_seconds=0.2,
                                     code_window_seconds=3.0),
                     codec=MicaCodec(TINY_CODEC), text_encoder=get_text_encoder("hash", dim=384)).eval()

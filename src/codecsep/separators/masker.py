@@ -18,6 +18,7 @@ items); `build_maskers` gives one masker, or their mean when given more than one
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,10 @@ class MaskerConfig:
     # 0, so a masker with local attention learns not to rely on where a window starts and can
     # run on windows up to position_jitter frames longer than its training crops
     position_jitter: int = 0
+    # > 0: the position dimensions whose sinusoid is slower than this many frames hold their
+    # frame-0 value; the others cycle within a training crop, so no window start or length is
+    # out of what the masker saw (0: all dimensions vary, as before session 17)
+    position_wavelength: int = 0
 
     def __post_init__(self):
         if self.trunk not in ("time", "bandsplit"):
@@ -102,10 +107,16 @@ def to_mask(logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 def frame_positions(masker: nn.Module, n: int, dim: int, device) -> torch.Tensor:
     """(n, dim) sinusoidal time positions for `masker` (`config.position_jitter`: in training,
-    starting at a random frame)."""
-    jitter = masker.config.position_jitter if masker.training else 0
+    starting at a random frame; `config.position_wavelength`: the slow dimensions held)."""
+    c = masker.config
+    jitter = c.position_jitter if masker.training else 0
     start = int(torch.randint(0, jitter + 1, ())) if jitter else 0
-    return sinusoidal_positions(n, dim, device, start)
+    table = sinusoidal_positions(n, dim, device, start)
+    if c.position_wavelength:
+        wavelength = 2 * math.pi * 10000.0 ** (torch.arange(dim, device=device) // 2 * 2 / dim)
+        slow = wavelength > c.position_wavelength
+        table[:, slow] = sinusoidal_positions(1, dim, device)[0, slow]
+    return table
 
 
 def latent_features(z: torch.Tensor, kind: str) -> torch.Tensor:
