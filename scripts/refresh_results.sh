@@ -8,7 +8,8 @@
 #   PEERS=0 CODEC=0 bash scripts/refresh_results.sh  # after swapping the default separator only
 #
 # Needs the corpus (data/corpus, `codecsep corpus build`); evaluation sets are written on first
-# use into data/eval. Two lanes run side by side (2 cores); each step is resumable.
+# use into data/eval. Two lanes run side by side (2 cores): the shipped model's main protocols and
+# benches, and its variants followed by the peers; each step is resumable.
 set -euo pipefail
 CS=${CODECSEP:-.venv/bin/codecsep}
 OW=--overwrite
@@ -21,9 +22,14 @@ lane_shipped() {
     $CS eval --model codecsep --protocol $p --prompt-mode heldout $OW
     $CS eval --model codecsep --protocol $p --prompt-mode heldout --anchor-weight 0 $OW  # anchoring off
   done
+  [[ ${CODEC:-1} == 0 ]] || $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
+    --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW
+}
+
+lane_variants() {  # the shipped model's other prompts, tasks, maskers and the code-stream path
   $CS eval --model codecsep --protocol two_source --task remove $OW
-  for p in two_source three_source; do  # each masker alone: 1 = the default before session 12,
-    for m in 1 2; do                      # 2 = the band-split masker code streams run
+  for p in two_source three_source; do  # each waveform masker alone: 1 = the default before session
+    for m in 1 2; do                      # 12, 2 = the band-split masker
       $CS eval --model codecsep --protocol $p --members $m $OW
     done
     # the code-stream path at 6 kbps: codes in -> codes out (the checkpoint's code_members), decoded
@@ -31,9 +37,6 @@ lane_shipped() {
     # ... and against the codec's rendition of each source at 12 codebooks (codec-SI-SDR)
     $CS eval --model codecsep-codes:@12 --protocol $p --reference codec $OW
   done
-  [[ ${CODEC:-1} == 0 ]] || $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
-    --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW
-  $CS bench deploy --n 100 $OW
 }
 
 lane_peers() {
@@ -66,9 +69,10 @@ lane_peers() {
 
 LOGS=${LOG_DIR:-runs}; mkdir -p "$LOGS"
 lane_shipped > "$LOGS/refresh-shipped.log" 2>&1 &
-[[ ${PEERS:-1} == 0 ]] || lane_peers > "$LOGS/refresh-peers.log" 2>&1 &
+{ lane_variants; [[ ${PEERS:-1} == 0 ]] || lane_peers; } > "$LOGS/refresh-peers.log" 2>&1 &
 wait
-$CS bench  # cost table, alone on the machine (it times)
+$CS bench deploy --n 100 $OW  # the timed benches run alone on the machine
+$CS bench  # cost table
 if [[ -n "${CURVES:-}" ]]; then
   args=(); for c in $CURVES; do args+=(--run "$c"); done
   $CS curves "${args[@]}"

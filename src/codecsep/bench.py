@@ -246,7 +246,8 @@ def _resunet(config_name: str):
 
 ROWS: dict[str, Row] = {
     "codecsep": Row("ours: Mica MDCT codec + the mean of two maskers' masks (FiLM Transformer over "
-                    "frames; band-split dual-path)", _codecsep()),
+                    "frames; band-split dual-path) on waveforms; code streams run a third (band-split, "
+                    "local time attention, 30-s windows)", _codecsep()),
     "codecsep-members1": Row("ours with --members 1: Mica + the FiLM Transformer over frames alone "
                              "(the default before session 12)", _codecsep(1)),
     "hierarchical": Row("ours, two-stage: + aligned audio encoder and stage 1 (HSM-TSS-style)",
