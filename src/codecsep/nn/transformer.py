@@ -17,10 +17,14 @@ from torch import nn
 from .film import FiLM
 
 
-def sinusoidal_positions(n: int, dim: int, device=None, start: int = 0) -> torch.Tensor:
-    """(n, dim) fixed sinusoidal position table (Vaswani et al., 2017) of positions start..start+n-1."""
+def sinusoidal_positions(n: int, dim: int, device=None, start: int = 0,
+                         max_wavelength: float = 0) -> torch.Tensor:
+    """(n, dim) fixed sinusoidal position table (Vaswani et al., 2017) of positions start..start+n-1;
+    `max_wavelength` > 0: the sinusoids slower than that many positions hold their position-0 value."""
     pos = torch.arange(start, start + n, device=device, dtype=torch.float32).unsqueeze(1)
     freq = torch.exp(torch.arange(0, dim, 2, device=device) * (-math.log(10000.0) / dim))
+    if max_wavelength:
+        freq = torch.where(2 * math.pi / freq > max_wavelength, 0.0, freq)
     table = torch.zeros(n, dim, device=device)
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq)

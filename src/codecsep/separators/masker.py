@@ -18,7 +18,6 @@ items); `build_maskers` gives one masker, or their mean when given more than one
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,12 +110,7 @@ def frame_positions(masker: nn.Module, n: int, dim: int, device) -> torch.Tensor
     c = masker.config
     jitter = c.position_jitter if masker.training else 0
     start = int(torch.randint(0, jitter + 1, ())) if jitter else 0
-    table = sinusoidal_positions(n, dim, device, start)
-    if c.position_wavelength:
-        wavelength = 2 * math.pi * 10000.0 ** (torch.arange(dim, device=device) // 2 * 2 / dim)
-        slow = wavelength > c.position_wavelength
-        table[:, slow] = sinusoidal_positions(1, dim, device)[0, slow]
-    return table
+    return sinusoidal_positions(n, dim, device, start, max_wavelength=c.position_wavelength)
 
 
 def latent_features(z: torch.Tensor, kind: str) -> torch.Tensor:
