@@ -7,10 +7,9 @@ new training runs record theirs). `--shifts N`: average N passes offset within o
 (`SeparatorConfig.window_seconds`, crossfaded over `overlap_seconds`); `--code-window-seconds S`:
 code streams run through S-second windows (0: as waveforms). `--members K[,K]` /
 `--code-members K[,K]`: of a mask-mean checkpoint, the maskers waveforms / code streams run
-(`SeparatorConfig.members` / `code_members`; 0: all / as waveforms). The
-command is appended to
-meta.json's history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies
-OTHER's anchors, shifts and windows instead, so a new candidate is scored with exactly the
+(`SeparatorConfig.members` / `code_members`; 0: all / as waveforms); `--combine mean|median`:
+how their masks become one (`SeparatorConfig.combine`). The command is appended to meta.json's history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies
+OTHER's anchors, shifts, windows and combine instead, so a new candidate is scored with exactly the
 settings of the model it is compared with.
 
     python scripts/set_inference.py src/codecsep/assets/codecsep-default \
@@ -30,6 +29,7 @@ from pathlib import Path
 from codecsep.data.manifest import read_manifest
 from codecsep.errors import CodecSepError
 from codecsep.separators.base import members_arg
+from codecsep.separators.masker import COMBINES
 from codecsep.separators.separator import check_members
 from codecsep.text.anchors import TRAINED_TEMPERATURE, TRAINED_WEIGHT, training_anchors
 
@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--window-seconds", type=float, help="window length for long inputs (default: keep)")
     ap.add_argument("--code-window-seconds", type=float,
                     help="window length for long code streams (0: as waveforms; default: keep)")
+    ap.add_argument("--combine", choices=COMBINES,
+                    help="of an ensemble, how its masks become one, bin by bin (default: keep)")
     ap.add_argument("--members", type=members_arg, metavar="K[,K]",
                     help="of an ensemble, the maskers waveforms run (1-based; 0: all; default: keep)")
     ap.add_argument("--code-members", type=members_arg, metavar="K[,K]",
@@ -65,11 +67,14 @@ def main(argv=None) -> int:
         cfg["config"]["shifts"] = like.get("shifts", 1) if args.shifts is None else args.shifts
         cfg["config"]["window_seconds"] = like.get("window_seconds", cfg["config"]["window_seconds"])
         cfg["config"]["code_window_seconds"] = like.get("code_window_seconds", 0.0)
+        cfg["config"]["combine"] = like.get("combine", "mean")
     else:
         cfg["config"]["anchors"] = asdict(training_anchors(read_manifest(args.manifest, split="train"),
                                                            args.weight, args.temperature))
         if args.shifts is not None:
             cfg["config"]["shifts"] = args.shifts
+    if args.combine is not None:
+        cfg["config"]["combine"] = args.combine
     if args.window_seconds is not None:
         cfg["config"]["window_seconds"] = args.window_seconds
     if args.code_window_seconds is not None:
@@ -99,7 +104,8 @@ def main(argv=None) -> int:
           f"window {cfg['config']['window_seconds']:g} s (code streams: "
           f"{cfg['config'].get('code_window_seconds') or cfg['config']['window_seconds']:g} s), members "
           f"{','.join(map(str, cfg['config'].get('members') or [])) or 'all'}, code-stream members "
-          f"{','.join(map(str, cfg['config'].get('code_members') or [])) or 'as waveforms'}")
+          f"{','.join(map(str, cfg['config'].get('code_members') or [])) or 'as waveforms'}, combine "
+          f"{cfg['config'].get('combine', 'mean')}")
     return 0
 
 

@@ -193,3 +193,47 @@ def test_the_bench_counts_code_streams_through_the_code_members(tmp_path):
     alone = separator_bench(Separator.load(b)).costs(1.0)
     assert costs["codes"] == alone["codes"] < both["codes"]  # code streams: member 2 only
     assert costs["waveform"] == both["waveform"] > alone["waveform"]  # waveforms: both
+
+
+def test_median_of_masks_ignores_one_outlier_per_bin_and_exports(tmp_path):
+    """`combine: median`: bin by bin, the middle of three masks (one member's outlier does not
+    move it); with two members it is the mean; it is an inference setting that exports."""
+    from codecsep.export import OnnxSeparator, export_onnx
+    from codecsep.metrics import si_sdr
+    from codecsep.separators.masker import combine_masks
+
+    a, b, c = torch.rand(3, 2, 8, 5).unbind(0)
+    assert torch.equal(combine_masks([a, b, c], "median"), torch.stack([a, b, c]).median(0).values)
+    wild = c.clone()
+    wild[0] = 1e3  # one member far off on a whole item
+    assert torch.allclose(combine_masks([a, b, wild], "median")[0], torch.maximum(a, b)[0])
+    assert torch.allclose(combine_masks([a, b], "median"), (a + b) / 2)
+    four = [a, b, c, wild]
+    assert torch.equal(combine_masks(four, "median"), torch.stack(four).median(0).values)
+    with pytest.raises(ValueError, match="combine must be one of"):
+        combine_masks([a, b], "max")
+
+    members = [save_member(tmp_path, n, m, s) for n, m, s in
+               (("a", TINY_MASKER, 1), ("b", BANDSPLIT, 2), ("c", TINY_MASKER, 3))]
+    assert run(*members, "-o", tmp_path / "ens").returncode == 0
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(tmp_path / "ens"),
+                        "--like", str(tmp_path / "ens"), "--combine", "median"], capture_output=True, text=True)
+    assert r.returncode == 0 and "combine median" in r.stdout, r.stderr
+    ens = Separator.load(tmp_path / "ens")
+    assert ens.config.combine == "median" and ens.inference_tag().endswith("combine:median")
+    z, cond = torch.randn(2, 320, 30).exp(), torch.randn(2, TINY_MASKER.cond_dim)
+    with torch.no_grad():
+        masks = [Separator.load(p).masker(z, cond) for p in members]
+        assert torch.allclose(ens.mask(z, cond), torch.stack(masks).median(0).values, atol=1e-6)
+        ens.members = "1,2"  # two of three: the mean again
+        assert torch.allclose(ens.mask(z, cond), (masks[0] + masks[1]) / 2, atol=1e-6)
+    ens.members = "1,2,3"
+    wav = torch.randn(1, 7000, generator=torch.Generator().manual_seed(0)) * 0.1
+    onnx_sep = OnnxSeparator(export_onnx(ens, tmp_path / "onnx"), threads=1)
+    ref, out = ens.separate(wav, ["dog"]), onnx_sep.separate(wav, ["dog"])
+    assert si_sdr(out["target"], ref["target"]).min() >= 40
+    mean = Separator.load(tmp_path / "ens")
+    mean.config = replace(mean.config, combine="mean")
+    assert si_sdr(mean.separate(wav, ["dog"])["target"], ref["target"]).min() < 60  # the setting acts
+    with pytest.raises(CodecSepError, match="combine must be one of"):
+        Separator(replace(ens.config, combine="vote"), codec=ens.codec, text_encoder=ens.text_encoder)

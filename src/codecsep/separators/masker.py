@@ -257,9 +257,27 @@ class MaskMean(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, latent: torch.Tensor, cond: torch.Tensor,
-                members: Sequence[int] | None = None) -> torch.Tensor:
+                members: Sequence[int] | None = None, combine: str = "mean") -> torch.Tensor:
         used = self.members if members is None else [self.members[i] for i in members]
-        return sum(m(latent, cond) for m in used) / len(used)
+        masks = [m(latent, cond) for m in used]
+        return combine_masks(masks, combine)
+
+
+COMBINES = ("mean", "median")
+
+
+def combine_masks(masks: list[torch.Tensor], how: str = "mean") -> torch.Tensor:
+    """One mask from several, bin by bin: their mean, or their median (one member's outlier
+    per bin is ignored when there are three; with one or two, the median is the mean). The
+    median of three is written with elementwise min and max: exact, and plain ONNX ops."""
+    if how not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, got {how!r}")
+    if how == "mean" or len(masks) < 3:
+        return sum(masks) / len(masks)
+    if len(masks) == 3:
+        a, b, c = masks
+        return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+    return torch.stack(masks).median(0).values
 
 
 class Masker(nn.Module):

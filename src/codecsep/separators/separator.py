@@ -23,7 +23,7 @@ from ..errors import CodecSepError
 from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts, parse_members
 from .chunking import overlap_add, shift_offsets, shifted_mean
 from ..text.anchors import PromptAnchors
-from .masker import MaskerConfig, MaskMean, build_maskers
+from .masker import COMBINES, MaskerConfig, MaskMean, build_maskers
 
 __all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_members", "check_prompts",
            "save_built"]
@@ -53,6 +53,8 @@ class SeparatorConfig:
     # trained for coded latents
     members: tuple[int, ...] = ()
     code_members: tuple[int, ...] = ()
+    # of an ensemble, how the members' masks become one, bin by bin: "mean" | "median"
+    combine: str = "mean"
 
     @classmethod
     def from_dict(cls, d: dict) -> SeparatorConfig:
@@ -80,6 +82,8 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
             raise CodecSepError(str(e)) from None
         for name in ("members", "code_members"):
             check_members(getattr(config, name) or 1, self.n_maskers, name)
+        if config.combine not in COMBINES:
+            raise CodecSepError(f"combine must be one of {COMBINES}, got {config.combine!r}")
         if self.codec.latent_dim != config.masker.latent_dim:
             raise CodecSepError(f"masker expects {config.masker.latent_dim}-d latents, codec "
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
@@ -108,7 +112,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         if not isinstance(self.masker, MaskMean):
             return self.masker(latent, cond)
         members = self.members if members is None else members
-        return self.masker(latent, cond, [i - 1 for i in members])
+        return self.masker(latent, cond, [i - 1 for i in members], self.config.combine)
 
     def forward(self, mixture: torch.Tensor, cond: torch.Tensor, bf16: bool = False,
                 through_codes: torch.Tensor | None = None):
@@ -184,6 +188,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         tags += [f"codewindow:{self.config.code_window_seconds:g}"] if self.config.code_window_seconds else []
         if self.members != tuple(range(1, self.n_maskers + 1)):
             tags.append("members:" + ",".join(map(str, self.members)))
+        tags += [f"combine:{self.config.combine}"] if self.config.combine != "mean" else []
         return "+".join(t for t in tags if t)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
