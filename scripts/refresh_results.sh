@@ -29,8 +29,8 @@ lane_shipped() {
 lane_variants() {  # the shipped model's other prompts, tasks, maskers and the code-stream path
   $CS eval --model codecsep --protocol two_source --task remove $OW
   for p in two_source three_source; do  # each waveform masker alone: 1 = the default before session
-    for m in 1 2; do                      # 12, 2 = the band-split masker
-      $CS eval --model codecsep --protocol $p --members $m $OW
+    for m in 1 2 1,2; do                  # 12, 2 = the band-split masker; 1,2 = the mean of the two
+      $CS eval --model codecsep --protocol $p --members $m $OW  # (the default of sessions 12-17)
     done
     # the code-stream path at 6 kbps: codes in -> codes out (the checkpoint's code_members), decoded
     $CS eval --model codecsep-codes:@12 --protocol $p --visqol $OW

@@ -188,9 +188,9 @@ def _dac(tiny: bool):
     return DACCodec.from_config("16k", **(TINY_DAC if tiny else {}))
 
 
-def _codecsep(members: int | None = None) -> Callable[[bool], Bench]:
+def _codecsep(members: int | str | None = None) -> Callable[[bool], Bench]:
     """The shipped model as it runs (its inference settings, e.g. shifts and the code-stream
-    members, count); `members`: only that masker of its ensemble, on both paths (`--members`)."""
+    members, count); `members`: only those maskers of its ensemble, on both paths (`--members`)."""
 
     def build(tiny: bool) -> Bench:
         from .separators.masker import MaskerConfig
@@ -245,9 +245,12 @@ def _resunet(config_name: str):
 
 
 ROWS: dict[str, Row] = {
-    "codecsep": Row("ours: Mica MDCT codec + the mean of two maskers' masks (FiLM Transformer over "
-                    "frames; band-split dual-path) on waveforms; code streams run a third (band-split, "
-                    "local time attention, 30-s windows)", _codecsep()),
+    "codecsep": Row("ours: Mica MDCT codec + the per-bin median of three maskers' masks (FiLM "
+                    "Transformer over frames; band-split dual-path; band-split with local time "
+                    "attention) on waveforms; code streams run the third alone (30-s windows)",
+                    _codecsep()),
+    "codecsep-members12": Row("ours with --members 1,2: the mean of the first two maskers' masks "
+                              "(the default of sessions 12-17)", _codecsep("1,2")),
     "codecsep-members1": Row("ours with --members 1: Mica + the FiLM Transformer over frames alone "
                              "(the default before session 12)", _codecsep(1)),
     "hierarchical": Row("ours, two-stage: + aligned audio encoder and stage 1 (HSM-TSS-style)",
