@@ -230,6 +230,7 @@ def test_median_of_masks_ignores_one_outlier_per_bin_and_exports(tmp_path):
     ens.members = "1,2,3"
     wav = torch.randn(1, 7000, generator=torch.Generator().manual_seed(0)) * 0.1
     onnx_sep = OnnxSeparator(export_onnx(ens, tmp_path / "onnx"), threads=1)
+    assert onnx_sep.manifest["combine"] == "median" and onnx_sep.manifest["members"] == [1, 2, 3]
     ref, out = ens.separate(wav, ["dog"]), onnx_sep.separate(wav, ["dog"])
     assert si_sdr(out["target"], ref["target"]).min() >= 40
     mean = Separator.load(tmp_path / "ens")

@@ -153,6 +153,7 @@ def _manifest(separator, files: dict, prompts: list[str], source) -> dict:
         "window_seconds": cfg.window_seconds, "overlap_seconds": cfg.overlap_seconds,
         "shifts": len(separator.shift_offsets), "anchors": asdict(separator.anchors),
         "members": list(separator.members),  # the maskers in masker*.onnx (for both paths)
+        "combine": cfg.combine,  # how their masks became one (inside the graph)
         "source": {"model": str(source) if source else None,
                    "sha256": getattr(separator, "meta", {}).get("sha256")},
     }
@@ -357,7 +358,7 @@ def register(sub) -> None:
     p.add_argument("--members", type=members_arg, metavar="K[,K]",
                    help="of a checkpoint that averages several maskers, export only these "
                         "(1-based; default: all). One masker graph serves waveforms and code "
-                        "streams: --members 2 is the shipped default's code-stream path")
+                        "streams: --members 3 is the shipped default's code-stream path")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--rtf", action="store_true",
                    help="then measure the real-time factor of ONNX vs PyTorch on one thread")
