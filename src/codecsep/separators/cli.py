@@ -310,9 +310,9 @@ def register(sub) -> None:
                    help="average N passes shifted within one codec frame (default: the "
                         "checkpoint's; 1 is fastest)")
     p.add_argument("--members", type=members_arg, metavar="K[,K]",
-                   help="of a checkpoint that averages several maskers, run only these (1-based, "
-                        "e.g. 1 or 2 or 1,2; default: all on audio, the checkpoint's code_members "
-                        "on --codes-in; 1 is fastest)")
+                   help="of a checkpoint that combines several maskers, run only these (1-based, "
+                        "e.g. 1 or 1,2; default: the checkpoint's members on audio, its "
+                        "code_members on --codes-in; 1 is fastest)")
     p.add_argument("--codes-in", action="store_true", help="inputs are .codes files")
     p.add_argument("--codes-out", action="store_true", help="write .codes files, not audio")
     p.add_argument("--n-quantizers", type=int, metavar="N",
