@@ -8,8 +8,9 @@ new training runs record theirs). `--shifts N`: average N passes offset within o
 code streams run through S-second windows (0: as waveforms). `--members K[,K]` /
 `--code-members K[,K]`: of a mask-mean checkpoint, the maskers waveforms / code streams run
 (`SeparatorConfig.members` / `code_members`; 0: all / as waveforms); `--combine mean|median`:
-how their masks become one (`SeparatorConfig.combine`). The command is appended to meta.json's history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies
-OTHER's anchors, shifts, windows and combine instead, so a new candidate is scored with exactly the
+how their masks become one (`SeparatorConfig.combine`). The command is appended to meta.json's
+history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies OTHER's
+anchors, shifts, windows and combine instead, so a new candidate is scored with exactly the
 settings of the model it is compared with.
 
     python scripts/set_inference.py src/codecsep/assets/codecsep-default \

@@ -356,8 +356,8 @@ def register(sub) -> None:
     p.add_argument("--prompts-only", action="store_true",
                    help="skip masker.onnx (the masker taking an embedding input)")
     p.add_argument("--members", type=members_arg, metavar="K[,K]",
-                   help="of a checkpoint that averages several maskers, export only these "
-                        "(1-based; default: all). One masker graph serves waveforms and code "
+                   help="of a checkpoint that combines several maskers, export only these "
+                        "(1-based; default: the checkpoint's members). One masker graph serves waveforms and code "
                         "streams: --members 3 is the shipped default's code-stream path")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--rtf", action="store_true",

@@ -12,8 +12,9 @@ D=320) are two configs of this one class: see `PAPER_DAC16K` and `MaskerConfig()
 attention over time and across bands, the same interface.
 `time_context` > 0 limits attention over time to nearby frames (either trunk), so the cost per
 second stops growing with the window.
-`MaskMean` averages the masks of several maskers (e.g. one of each trunk: they err on different
-items); `build_maskers` gives one masker, or their mean when given more than one config.
+`MaskMean` combines the masks of several maskers (e.g. one of each trunk: they err on different
+items) by their mean or per-bin median (`combine_masks`); `build_maskers` gives one masker, or their
+`MaskMean` when given more than one config.
 """
 
 from __future__ import annotations
@@ -239,11 +240,12 @@ def build_maskers(configs: list[MaskerConfig]) -> nn.Module:
 
 
 class MaskMean(nn.Module):
-    """The mean of several maskers' masks, with one interface: latent (B, D, F), cond (B, E).
+    """Several maskers' masks made one, with one interface: latent (B, D, F), cond (B, E).
 
     Every member sees the same latent and text embedding, so the members must agree on
     `latent_dim` and `cond_dim`; each costs its own MACs. `members` (0-based indices; None: all)
     runs only those, e.g. one for a cheaper path; the output is then exactly that member's.
+    `combine`: their mean (the default, hence the name) or their per-bin median.
     """
 
     def __init__(self, members: list[nn.Module]):
