@@ -270,8 +270,9 @@ COMBINES = ("mean", "median")
 
 def combine_masks(masks: list[torch.Tensor], how: str = "mean") -> torch.Tensor:
     """One mask from several, bin by bin: their mean, or their median (one member's outlier
-    per bin is ignored when there are three; with one or two, the median is the mean). The
-    median of three is written with elementwise min and max: exact, and plain ONNX ops."""
+    per bin is ignored when there are three; with one or two, the median is the mean; with four
+    or more, torch's median, the lower middle value for an even count). The median of three is
+    written with elementwise min and max: exact, and plain ONNX ops."""
     if how not in COMBINES:
         raise ValueError(f"combine must be one of {COMBINES}, got {how!r}")
     if how == "mean" or len(masks) < 3:
