@@ -8,9 +8,10 @@ new training runs record theirs). `--shifts N`: average N passes offset within o
 code streams run through S-second windows (0: as waveforms). `--members K[,K]` /
 `--code-members K[,K]`: of a mask-mean checkpoint, the maskers waveforms / code streams run
 (`SeparatorConfig.members` / `code_members`; 0: all / as waveforms); `--combine mean|median`:
-how their masks become one (`SeparatorConfig.combine`). The command is appended to meta.json's
+how their masks become one (`SeparatorConfig.combine`); `--postfilter N_FFT[,POWER]`: the
+waveform post-filter (`SeparatorConfig.postfilter`; 0: off). The command is appended to meta.json's
 history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies OTHER's
-anchors, shifts, windows and combine instead, so a new candidate is scored with exactly the
+anchors, shifts, windows, combine and post-filter instead, so a new candidate is scored with exactly the
 settings of the model it is compared with.
 
     python scripts/set_inference.py src/codecsep/assets/codecsep-default \
@@ -29,7 +30,8 @@ from pathlib import Path
 
 from codecsep.data.manifest import read_manifest
 from codecsep.errors import CodecSepError
-from codecsep.separators.base import members_arg
+from codecsep.separators.base import members_arg, postfilter_arg
+from codecsep.separators.postfilter import PostFilter
 from codecsep.separators.masker import COMBINES
 from codecsep.separators.separator import check_members
 from codecsep.text.anchors import TRAINED_TEMPERATURE, TRAINED_WEIGHT, training_anchors
@@ -49,6 +51,8 @@ def main(argv=None) -> int:
                     help="window length for long code streams (0: as waveforms; default: keep)")
     ap.add_argument("--combine", choices=COMBINES,
                     help="of an ensemble, how its masks become one, bin by bin (default: keep)")
+    ap.add_argument("--postfilter", type=postfilter_arg, metavar="N_FFT[,POWER]",
+                    help="the waveform post-filter (0: off; default: keep)")
     ap.add_argument("--members", type=members_arg, metavar="K[,K]",
                     help="of an ensemble, the maskers waveforms run (1-based; 0: all; default: keep)")
     ap.add_argument("--code-members", type=members_arg, metavar="K[,K]",
@@ -69,6 +73,7 @@ def main(argv=None) -> int:
         cfg["config"]["window_seconds"] = like.get("window_seconds", cfg["config"]["window_seconds"])
         cfg["config"]["code_window_seconds"] = like.get("code_window_seconds", 0.0)
         cfg["config"]["combine"] = like.get("combine", "mean")
+        cfg["config"]["postfilter"] = like.get("postfilter", asdict(PostFilter()))
     else:
         cfg["config"]["anchors"] = asdict(training_anchors(read_manifest(args.manifest, split="train"),
                                                            args.weight, args.temperature))
@@ -76,6 +81,8 @@ def main(argv=None) -> int:
             cfg["config"]["shifts"] = args.shifts
     if args.combine is not None:
         cfg["config"]["combine"] = args.combine
+    if args.postfilter is not None:
+        cfg["config"]["postfilter"] = asdict(PostFilter.parse(args.postfilter))
     if args.window_seconds is not None:
         cfg["config"]["window_seconds"] = args.window_seconds
     if args.code_window_seconds is not None:
@@ -106,7 +113,8 @@ def main(argv=None) -> int:
           f"{cfg['config'].get('code_window_seconds') or cfg['config']['window_seconds']:g} s), members "
           f"{','.join(map(str, cfg['config'].get('members') or [])) or 'all'}, code-stream members "
           f"{','.join(map(str, cfg['config'].get('code_members') or [])) or 'as waveforms'}, combine "
-          f"{cfg['config'].get('combine', 'mean')}")
+          f"{cfg['config'].get('combine', 'mean')}, post-filter "
+          f"{PostFilter.parse(cfg['config'].get('postfilter', {})).tag or 'off'}")
     return 0
 
 

@@ -35,7 +35,8 @@ def test_bench_rows_have_every_field_and_consistent_costs(tmp_path):
         assert r["params"] > 0 and r["macs_waveform"] > 0
     ours = rows["codecsep"]
     parts = ours["macs_parts"]
-    assert ours["macs_waveform"] == pytest.approx(parts["encode"] + parts["masker"] + parts["decode"])
+    assert ours["macs_waveform"] == pytest.approx(parts["encode"] + parts["masker"] + parts["decode"]
+                                                  + parts["postfilter"])
     assert ours["macs_codes"] == pytest.approx(parts["dequantize"] + parts["masker"] + parts["quantize"])
     assert rows["resunet-compact"]["macs_codes"] is None  # a spectrogram model has no code path
     # counted again on the timed length (0.5 s here): per second, the convolutional codec costs

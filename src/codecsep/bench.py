@@ -40,6 +40,7 @@ from tqdm import tqdm
 from . import __version__
 from .errors import CodecSepError
 from .flops import count_macs, count_parameters
+from .separators.postfilter import postfilter_macs
 
 PEERS = ("resunet-compact", "resunet30", "codecsep-paper")  # speed-ups are quoted against these
 
@@ -100,7 +101,8 @@ def separator_bench(sep) -> Bench:
     def waveform_parts(chunk: torch.Tensor) -> dict:
         z = codec.encode(chunk)
         return {"encode": count_macs(codec.encode, chunk), "masker": count_macs(sep.mask, z, cond),
-                "decode": count_macs(codec.decode, z, chunk.shape[-1])}
+                "decode": count_macs(codec.decode, z, chunk.shape[-1]),
+                "postfilter": postfilter_macs(sep.postfilter, chunk.shape[-1])}  # FFTs: counted by formula
 
     def costs(seconds: float) -> dict:
         wav = _probe_input(sep.sample_rate, seconds)
@@ -112,7 +114,8 @@ def separator_bench(sep) -> Bench:
         p.update(quantize=count_macs(codec.quantize, z), dequantize=count_macs(codec.dequantize, codes))
         p = _per_second(p, seconds)
         shifts = len(sep.shift_offsets)  # waveform input: one encode/mask/decode per shift
-        return {"parts": p, "waveform": shifts * (p["encode"] + p["masker"] + p["decode"]),
+        waveform = shifts * (p["encode"] + p["masker"] + p["decode"]) + p["postfilter"]
+        return {"parts": p, "waveform": waveform,
                 "codes": p["dequantize"] + p["masker (codes)"] + p["quantize"]}
 
     # parameters: the codec and the maskers a run uses (of an ensemble, those of `members` and
@@ -121,8 +124,9 @@ def separator_bench(sep) -> Bench:
                  run=lambda wav: sep.separate(wav, ["x"], cond=cond),
                  codes_of=lambda wav: codec.quantize(codec.encode(wav[None])),
                  run_codes=lambda codes: sep.separate_codes(codes, ["x"], cond=cond),
-                 notes=f"waveform MACs count one decode (the residual costs another) and "
-                       f"{len(sep.shift_offsets)} shifted pass(es)")
+                 notes=f"waveform MACs count one decode (the residual costs another), "
+                       f"{len(sep.shift_offsets)} shifted pass(es) and the post-filter's FFTs "
+                       f"({sep.postfilter.tag or 'off'})")
 
 
 def resunet_bench(sep) -> Bench:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from . import __version__
 from .data.manifest import SPLITS
 from .errors import CodecSepError
-from .separators.base import INFERENCE_OVERRIDES, apply_overrides, members_arg
+from .separators.base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from .metrics import sdr, sdr_improvement, si_sdr, si_sdr_improvement
 
 EVAL_SEED = 0
@@ -547,6 +547,7 @@ class EvalConfig:
     anchor_weight: float | None = None  # overrides the checkpoint's prompt-anchoring weight
     shifts: int | None = None  # overrides the checkpoint's number of shifted passes
     members: int | str | None = None  # of an ensemble checkpoint, the maskers run: 2, or "1,2"
+    postfilter: str | None = None  # overrides the waveform post-filter: "2048,1.25", "0" (off)
     split: str = "test"  # corpus split the evaluation set is drawn from (results: test)
     seconds: float | None = None  # mixture length of the set (None: the protocol's, 4 s)
     reference: str = "clean"  # scored against: "clean" sources or their "codec" rendition
@@ -858,6 +859,8 @@ def register(subparsers) -> None:
     p.add_argument("--members", type=members_arg, metavar="K[,K]",
                    help="of a checkpoint that averages several maskers, run only these (1-based, "
                         "e.g. 1 or 2 or 1,2)")
+    p.add_argument("--postfilter", type=postfilter_arg, metavar="N_FFT[,POWER]",
+                   help="the waveform post-filter instead of the checkpoint's (0: off)")
     p.add_argument("--overwrite", action="store_true", help="discard previous results in --out")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: items are small, and on a busy machine more "
@@ -872,7 +875,8 @@ def _run(args: argparse.Namespace) -> int:
                      visqol_items=args.visqol_items, semantic=args.semantic, seed=args.seed,
                      eval_dir=args.eval_dir, manifest=args.manifest, split=args.split,
                      seconds=args.seconds, reference=args.reference,
-                     anchor_weight=args.anchor_weight, shifts=args.shifts, members=args.members)
+                     anchor_weight=args.anchor_weight, shifts=args.shifts, members=args.members,
+                     postfilter=args.postfilter)
     out = Path(args.out) if args.out else default_out_dir(cfg)
     s = evaluate(cfg, out, overwrite=args.overwrite)
     m = s["metrics"]["si_sdri"]

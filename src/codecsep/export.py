@@ -9,7 +9,9 @@ Exported graphs (opset 17, dynamic batch and frame/sample axes), each a plain ON
   masker_prompts.onnx  latent (B, D, F) -> target (P, B, D, F), the --prompt embeddings baked in
   quantize.onnx        latent (B, D, F) -> codes (B, N, F) int64      analysis net + RVQ argmax
   dequantize.onnx      codes (B, N, F), n_quantizers () int64 -> latent (B, D, F)
-plus `onnx.json`, which records the shapes, rates, prompts and the source checkpoint.
+plus `onnx.json`, which records the shapes, rates, prompts and the source checkpoint. The
+waveform post-filter (`separators.postfilter`, FFTs) runs outside the graphs, as `onnx.json`'s
+"postfilter" says.
 Quantizer codes are residual, so the first n codebooks of `quantize.onnx` are the codes at n
 codebooks; `dequantize.onnx` ignores the codebooks from `n_quantizers` on.
 The legacy TorchScript exporter (dynamo=False) is used: it handles the dynamic lengths here,
@@ -35,6 +37,7 @@ from torch import nn
 from .errors import CodecSepError, require
 from .separators.base import members_arg
 from .separators.chunking import overlap_add, shift_offsets, shifted_mean
+from .separators.postfilter import PostFilter, apply_postfilter
 from .separators.separator import check_prompts
 from .checkpoint import config_from_dict
 from .text.anchors import PromptAnchors, apply_anchors
@@ -154,6 +157,7 @@ def _manifest(separator, files: dict, prompts: list[str], source) -> dict:
         "shifts": len(separator.shift_offsets), "anchors": asdict(separator.anchors),
         "members": list(separator.members),  # the maskers in masker*.onnx (for both paths)
         "combine": cfg.combine,  # how their masks became one (inside the graph)
+        "postfilter": asdict(separator.postfilter),  # run outside the graphs, on the waveforms
         "source": {"model": str(source) if source else None,
                    "sha256": getattr(separator, "meta", {}).get("sha256")},
     }
@@ -219,6 +223,7 @@ class OnnxSeparator:
         self.anchors = config_from_dict(PromptAnchors, m.get("anchors", {}))
         self._anchor_cache: dict = {}
         self.shift_offsets = shift_offsets(m.get("shifts", 1), self.hop_length)
+        self.postfilter = PostFilter.parse(m.get("postfilter", {}))
 
     def _run(self, role: str, **feeds) -> torch.Tensor:
         if role not in self.sessions:
@@ -267,8 +272,8 @@ class OnnxSeparator:
             y = self._run("decoder", latent=both.reshape(-1, *z.shape[1:]))[..., : chunk.shape[-1]]
             return y.reshape(*both.shape[:3], -1)
 
-        out = overlap_add(wav, window, overlap,
-                          lambda chunk: shifted_mean(chunk, self.shift_offsets, frames))
+        out = overlap_add(wav, window, overlap, lambda chunk: apply_postfilter(
+            chunk, shifted_mean(chunk, self.shift_offsets, frames), self.postfilter))
         return {"target": out[0], "residual": out[1]}
 
     def quantize(self, latent: torch.Tensor, n_quantizers: int | None = None) -> torch.Tensor:

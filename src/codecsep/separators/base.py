@@ -26,7 +26,7 @@ from ..text.anchors import PromptAnchors, apply_anchors
 from .chunking import overlap_add
 
 # separator attributes a run may set instead of the checkpoint's inference settings
-INFERENCE_OVERRIDES = ("anchor_weight", "shifts", "members")
+INFERENCE_OVERRIDES = ("anchor_weight", "shifts", "members", "postfilter")
 
 
 def parse_members(text) -> tuple[int, ...]:
@@ -43,6 +43,18 @@ def members_arg(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected 1-based masker numbers such as 1 or 1,2, "
                                          f"got {text!r}") from None
     return values[0] if len(values) == 1 else ",".join(map(str, values))
+
+
+def postfilter_arg(text: str) -> str:
+    """`--postfilter`: "N_FFT" or "N_FFT,POWER" of the spectral post-filter, "0" off (checked
+    here; results record the text)."""
+    from .postfilter import PostFilter
+
+    try:
+        PostFilter.parse(text)
+    except CodecSepError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return str(text).replace(" ", "")
 
 
 def apply_overrides(model, overrides: dict, name: str) -> None:

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_audio
-from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg
+from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
 from .api import get_separator, read_input, slug
@@ -162,7 +162,11 @@ def probe_audio(path: Path) -> None:
 
 
 def check_code_streams(args, sep) -> None:
-    """Code-stream options need a codec-based separator with enough codebooks."""
+    """Code-stream options need a codec-based separator with enough codebooks; the waveform
+    post-filter does not apply to code streams."""
+    if args.codes_in and getattr(args, "postfilter", None) not in (None, "0"):
+        raise CodecSepError("--postfilter works on audio input; code streams (--codes-in) are "
+                            "masked and re-quantized without it")
     codec = getattr(sep, "codec", None)
     if codec is None:
         if args.codes_in or args.codes_out:
@@ -313,6 +317,9 @@ def register(sub) -> None:
                    help="of a checkpoint that combines several maskers, run only these (1-based, "
                         "e.g. 1 or 1,2; default: the checkpoint's members on audio, its "
                         "code_members on --codes-in; 1 is fastest)")
+    p.add_argument("--postfilter", type=postfilter_arg, metavar="N_FFT[,POWER]",
+                   help="re-split the mixture by the estimates' STFT magnitudes (default: the "
+                        "checkpoint's; 0 turns it off; audio input only)")
     p.add_argument("--codes-in", action="store_true", help="inputs are .codes files")
     p.add_argument("--codes-out", action="store_true", help="write .codes files, not audio")
     p.add_argument("--n-quantizers", type=int, metavar="N",

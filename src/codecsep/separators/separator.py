@@ -24,6 +24,7 @@ from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts, pa
 from .chunking import overlap_add, shift_offsets, shifted_mean
 from ..text.anchors import PromptAnchors
 from .masker import COMBINES, MaskerConfig, MaskMean, build_maskers
+from .postfilter import PostFilter, apply_postfilter
 
 __all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_members", "check_prompts",
            "save_built"]
@@ -55,6 +56,9 @@ class SeparatorConfig:
     code_members: tuple[int, ...] = ()
     # of an ensemble, how the members' masks become one, bin by bin: "mean" | "median"
     combine: str = "mean"
+    # waveform input: re-split each window's mixture by the estimates' STFT magnitudes
+    # (`postfilter.PostFilter`; n_fft 0: off); code streams are untouched
+    postfilter: PostFilter = field(default_factory=PostFilter)
 
     @classmethod
     def from_dict(cls, d: dict) -> SeparatorConfig:
@@ -75,6 +79,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         super().__init__(config, text_encoder=text_encoder)
         self.shifts: int | None = None  # overrides config.shifts when set
         self._members: tuple[int, ...] | None = None  # overrides config.members and code_members
+        self._postfilter: PostFilter | None = None  # overrides config.postfilter
         self.codec = codec if codec is not None else load_codec(config.codec)
         try:
             self.masker = build_maskers([config.masker, *config.ensemble])
@@ -182,6 +187,16 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         except ValueError as e:
             raise CodecSepError(str(e)) from None
 
+    @property
+    def postfilter(self) -> PostFilter:
+        """The waveform post-filter: the `postfilter` override, else `config.postfilter`."""
+        return self._postfilter or self.config.postfilter
+
+    @postfilter.setter
+    def postfilter(self, value) -> None:
+        """"2048", "2048,1.25", "0" (off), a dict or a `PostFilter`."""
+        self._postfilter = PostFilter.parse(value)
+
     def inference_tag(self) -> str:
         offsets = self.shift_offsets
         tags = [super().inference_tag()] + ([f"shifts:{len(offsets)}"] if len(offsets) > 1 else [])
@@ -189,11 +204,14 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         if self.members != tuple(range(1, self.n_maskers + 1)):
             tags.append("members:" + ",".join(map(str, self.members)))
         tags += [f"combine:{self.config.combine}"] if self.config.combine != "mean" else []
+        tags.append(self.postfilter.tag)
         return "+".join(t for t in tags if t)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """(C, w), cond (P, E) -> (2, P, C, w): the mean of one pass per shift offset."""
-        return shifted_mean(chunk, self.shift_offsets, lambda x: self._separate_frames(x, cond))
+        """(C, w), cond (P, E) -> (2, P, C, w): the mean of one pass per shift offset, through
+        the post-filter."""
+        both = shifted_mean(chunk, self.shift_offsets, lambda x: self._separate_frames(x, cond))
+        return apply_postfilter(chunk, both, self.postfilter)
 
     def _separate_frames(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """One encode, one masker pass, one decode."""

@@ -1,0 +1,110 @@
+"""The spectral post-filter (`separators.postfilter`): what it keeps, what it removes, and that
+it is an inference setting that checkpoints, eval runs, the CLI and ONNX exports carry."""
+
+import argparse
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY_MASKER, save_member
+
+from codecsep.errors import CodecSepError
+from codecsep.evaluate import EvalConfig
+from codecsep.metrics import si_sdr
+from codecsep.separators.base import apply_overrides, postfilter_arg
+from codecsep.separators.postfilter import PostFilter, apply_postfilter, postfilter_macs
+from codecsep.separators.separator import Separator
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 16000
+
+
+def two_tones(seconds: float = 1.0):
+    t = torch.arange(int(seconds * SR)) / SR
+    return 0.5 * torch.sin(2 * math.pi * 440 * t), 0.3 * torch.sin(2 * math.pi * 3000 * t)
+
+
+def test_off_is_the_identity_and_on_keeps_target_plus_residual_the_mixture():
+    gen = torch.Generator().manual_seed(0)
+    for length in (300, 5000, 16000):  # shorter than n_fft / 2 too
+        x = torch.randn(2, length, generator=gen)
+        t = torch.randn(3, 2, length, generator=gen)
+        both = torch.stack([t, x - t])
+        assert apply_postfilter(x, both, PostFilter()) is both
+        out = apply_postfilter(x, both, PostFilter(2048, 1.25))
+        assert out.shape == both.shape and torch.isfinite(out).all()
+        assert torch.allclose(out[0] + out[1], x.expand_as(out[0]), atol=1e-5)
+    silent = torch.zeros(1, 4000)
+    out = apply_postfilter(silent, torch.zeros(2, 1, 1, 4000), PostFilter(1024))
+    assert torch.equal(out, torch.zeros_like(out))  # no NaN from 0 / 0
+
+
+def test_errors_outside_the_mixture_go_away_and_a_clean_split_stays():
+    """The output is always a re-split mixture: an estimate's broadband error that the mixture
+    does not hold (what frame-wise latent masks leave) is removed; a right split is kept."""
+    a, b = two_tones()
+    x = (a + b)[None]
+    noise = 0.05 * torch.randn(a.shape, generator=torch.Generator().manual_seed(1))
+    noisy = torch.stack([(a + noise)[None, None], (b - noise)[None, None]])
+    out = apply_postfilter(x, noisy, PostFilter(2048, 1.0))
+    assert si_sdr(out[0, 0, 0], a) > si_sdr(noisy[0, 0, 0], a) + 10
+    clean = torch.stack([a[None, None], b[None, None]])
+    assert si_sdr(apply_postfilter(x, clean, PostFilter(2048, 1.0))[0, 0, 0], a) > 40
+
+
+def test_settings_are_checked_and_parsed():
+    assert PostFilter.parse("2048") == PostFilter(2048, 1.0)
+    assert PostFilter.parse("4096,1.25") == PostFilter(4096, 1.25)
+    assert not PostFilter.parse("0").enabled and PostFilter.parse("0").tag == ""
+    assert PostFilter.parse({"n_fft": 1024, "power": 2}).tag == "postfilter:1024^2"
+    for bad in ("abc", "2048,1,2", "10", "2050", "2048,0", "2048,-1"):
+        with pytest.raises(CodecSepError, match="postfilter"):
+            PostFilter.parse(bad)
+        with pytest.raises(argparse.ArgumentTypeError):
+            postfilter_arg(bad)
+    assert postfilter_arg("2048, 1.25") == "2048,1.25"
+    # four FFT passes per prompt: about 3.4 MMACs per second at 2048, nothing when off
+    assert 3e6 < postfilter_macs(PostFilter(2048), SR) < 4e6 and postfilter_macs(PostFilter(), SR) == 0
+    assert postfilter_macs(PostFilter(2048), SR, n_prompts=2) == 2 * postfilter_macs(PostFilter(2048), SR)
+
+
+def test_the_setting_travels_with_checkpoints_eval_runs_and_onnx(tmp_path):
+    from codecsep.export import OnnxSeparator, export_onnx
+
+    path = save_member(tmp_path, "sep", TINY_MASKER, 1)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(path),
+                        "--like", str(path), "--postfilter", "1024,1.25"], capture_output=True, text=True)
+    assert r.returncode == 0 and "postfilter:1024^1.25" in r.stdout, r.stderr
+    sep = Separator.load(path)
+    assert sep.postfilter == PostFilter(1024, 1.25) and sep.inference_tag().endswith("postfilter:1024^1.25")
+    wav = torch.randn(1, 9000, generator=torch.Generator().manual_seed(0)) * 0.1
+    on = sep.separate(wav, ["dog"])
+    assert torch.allclose(on["target"] + on["residual"], wav, atol=1e-5)
+    off = Separator.load(path)
+    apply_overrides(off, {"postfilter": "0"}, "it")
+    assert not off.postfilter.enabled and "postfilter" not in off.inference_tag()
+    assert si_sdr(off.separate(wav, ["dog"])["target"], on["target"]).min() < 40  # the setting acts
+    onnx_sep = OnnxSeparator(export_onnx(sep, tmp_path / "onnx"), threads=1)
+    assert onnx_sep.manifest["postfilter"] == {"n_fft": 1024, "power": 1.25}
+    assert si_sdr(onnx_sep.separate(wav, ["dog"])["target"], on["target"]).min() >= 40
+    cfg = EvalConfig(model="codecsep", protocol="two_source", postfilter="0")
+    assert cfg.command().endswith("--postfilter 0") and cfg.model_label == "codecsep --postfilter 0"
+    with pytest.raises(CodecSepError, match="postfilter"):
+        Separator(replace(sep.config, postfilter=PostFilter.parse("0")), codec=sep.codec,
+                  text_encoder=sep.text_encoder).postfilter = "7"
+
+
+def test_code_streams_refuse_the_post_filter_on_the_command_line(tmp_path, capsys):
+    from codecsep.cli import main
+
+    path = save_member(tmp_path, "sep", TINY_MASKER, 1)
+    codes = tmp_path / "in.codes"
+    codes.write_bytes(b"")
+    code = main(["separate", str(codes), "--codes-in", "--prompt", "dog", "--postfilter", "2048",
+                 "--model", str(path), "-o", str(tmp_path / "out")])
+    assert code != 0 and "--postfilter works on audio input" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
