@@ -12,11 +12,13 @@ how their masks become one (`SeparatorConfig.combine`); `--postfilter N_FFT[,POW
 waveform post-filter (`SeparatorConfig.postfilter`; 0: off). The command is appended to meta.json's
 history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies OTHER's
 anchors, shifts, windows, combine and post-filter instead, so a new candidate is scored with exactly the
-settings of the model it is compared with.
+settings of the model it is compared with. A Codecformer (speaker) checkpoint takes `--postfilter`
+alone.
 
     python scripts/set_inference.py src/codecsep/assets/codecsep-default \
         --manifest runs/manifest_v2.jsonl --weight 0.5 --temperature 0.02 --shifts 2
     python scripts/set_inference.py runs/soup_A --like src/codecsep/assets/codecsep-default
+    python scripts/set_inference.py src/codecsep/assets/codecformer-default --postfilter 1024
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from codecsep.text.anchors import TRAINED_TEMPERATURE, TRAINED_WEIGHT, training_
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
-    source = ap.add_mutually_exclusive_group(required=True)
+    source = ap.add_mutually_exclusive_group()  # required for CodecSep checkpoints
     source.add_argument("--manifest", help="the manifest the checkpoint trained on")
     source.add_argument("--like", help="copy the anchors and shifts of this separator checkpoint")
     ap.add_argument("--weight", type=float, default=TRAINED_WEIGHT)
@@ -62,10 +64,19 @@ def main(argv=None) -> int:
     if args.shifts is not None and args.shifts < 1:
         raise SystemExit(f"--shifts must be >= 1, got {args.shifts}")
     ckpt = Path(args.checkpoint)
-    cfg_path, meta_path = ckpt / "config.json", ckpt / "meta.json"
-    cfg, meta = json.loads(cfg_path.read_text()), json.loads(meta_path.read_text())
+    cfg = json.loads((ckpt / "config.json").read_text())
+    meta = json.loads((ckpt / "meta.json").read_text())
+    if cfg.get("class") == "codecformer":  # speakers: only the post-filter is an inference setting
+        others = [k for k in ("manifest", "like", "shifts", "window_seconds", "code_window_seconds",
+                              "combine", "members", "code_members") if getattr(args, k) is not None]
+        if args.postfilter is None or others:
+            raise SystemExit(f"{ckpt}: a Codecformer checkpoint takes --postfilter only")
+        cfg["config"]["postfilter"] = asdict(PostFilter.parse(args.postfilter))
+        return write(ckpt, cfg, meta, f"post-filter {PostFilter.parse(args.postfilter).tag or 'off'}")
     if cfg.get("class") != "codecsep":
-        raise SystemExit(f"{ckpt}: not a CodecSep separator checkpoint ({cfg.get('class')})")
+        raise SystemExit(f"{ckpt}: not a CodecSep separator or Codecformer checkpoint ({cfg.get('class')})")
+    if not (args.manifest or args.like):
+        raise SystemExit("give --manifest or --like (the prompt anchors of a CodecSep separator)")
     if args.like:
         like = json.loads((Path(args.like) / "config.json").read_text())["config"]
         cfg["config"]["anchors"] = like["anchors"]
@@ -101,20 +112,26 @@ def main(argv=None) -> int:
         except CodecSepError as e:
             raise SystemExit(f"error: {e}") from None
         cfg["config"][key] = list(chosen)
-    anchors = cfg["config"]["anchors"]
+    c, anchors = cfg["config"], cfg["config"]["anchors"]
+    return write(ckpt, cfg, meta,
+                 f"{len(anchors['texts'])} anchor captions, weight {anchors['weight']:g}, "
+                 f"temperature {anchors['temperature']:g}, shifts {c.get('shifts', 1)}, "
+                 f"window {c['window_seconds']:g} s (code streams: "
+                 f"{c.get('code_window_seconds') or c['window_seconds']:g} s), members "
+                 f"{','.join(map(str, c.get('members') or [])) or 'all'}, code-stream members "
+                 f"{','.join(map(str, c.get('code_members') or [])) or 'as waveforms'}, combine "
+                 f"{c.get('combine', 'mean')}, post-filter "
+                 f"{PostFilter.parse(c.get('postfilter', {})).tag or 'off'}")
+
+
+def write(ckpt: Path, cfg: dict, meta: dict, summary: str) -> int:
+    """Write config.json, append this command to meta.json's history, print `summary`."""
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     meta.setdefault("history", []).append({"start_step": meta.get("step"), "command": command,
                                            "note": "inference settings set (weights unchanged)"})
-    cfg_path.write_text(json.dumps(cfg, indent=2))
-    meta_path.write_text(json.dumps(meta, indent=2))
-    print(f"{ckpt}: {len(anchors['texts'])} anchor captions, weight {anchors['weight']:g}, "
-          f"temperature {anchors['temperature']:g}, shifts {cfg['config'].get('shifts', 1)}, "
-          f"window {cfg['config']['window_seconds']:g} s (code streams: "
-          f"{cfg['config'].get('code_window_seconds') or cfg['config']['window_seconds']:g} s), members "
-          f"{','.join(map(str, cfg['config'].get('members') or [])) or 'all'}, code-stream members "
-          f"{','.join(map(str, cfg['config'].get('code_members') or [])) or 'as waveforms'}, combine "
-          f"{cfg['config'].get('combine', 'mean')}, post-filter "
-          f"{PostFilter.parse(cfg['config'].get('postfilter', {})).tag or 'off'}")
+    (ckpt / "config.json").write_text(json.dumps(cfg, indent=2))
+    (ckpt / "meta.json").write_text(json.dumps(meta, indent=2))
+    print(f"{ckpt}: {summary}")
     return 0
 
 

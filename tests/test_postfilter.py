@@ -108,3 +108,30 @@ def test_code_streams_refuse_the_post_filter_on_the_command_line(tmp_path, capsy
                  "--model", str(path), "-o", str(tmp_path / "out")])
     assert code != 0 and "--postfilter works on audio input" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_speakers_go_through_the_post_filter_and_it_is_part_of_their_fingerprint(tmp_path):
+    """Codecformer: K = 2 speakers re-split the mixture (they still sum to it); the setting is
+    set by `set_inference.py --postfilter` and changes the speech results' fingerprint."""
+    from codecsep.codecs.mica import MicaCodec
+    from codecsep.separators.codecformer import Codecformer, CodecformerConfig
+    from codecsep.speech_eval import fingerprint
+    from helpers import TINY_CODEC
+
+    torch.manual_seed(0)
+    model = Codecformer(CodecformerConfig(dim=32, depth=1, heads=2, ffn_dim=64),
+                        codec=MicaCodec(TINY_CODEC)).eval()
+    path = model.save(tmp_path / "cf", meta={"step": 1})
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(path),
+                        "--postfilter", "1024"], capture_output=True, text=True)
+    assert r.returncode == 0 and "postfilter:1024^1" in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/set_inference.py"), str(path),
+                        "--postfilter", "1024", "--shifts", "2"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--postfilter only" in r.stderr
+    on, off = Codecformer.load(path, codec=model.codec), Codecformer.load(path, codec=model.codec)
+    off.config = replace(off.config, postfilter=PostFilter())
+    wav = torch.randn(1, 6000, generator=torch.Generator().manual_seed(0)) * 0.1
+    speakers = on.separate_speakers(wav)
+    assert speakers.shape == (2, 1, 6000) and torch.allclose(speakers.sum(0), wav, atol=1e-5)
+    assert si_sdr(speakers[0], off.separate_speakers(wav)[0]).min() < 40  # the setting acts
+    assert fingerprint(on) == fingerprint(off) + "+postfilter:1024^1"

@@ -251,10 +251,11 @@ def _resunet(config_name: str):
 ROWS: dict[str, Row] = {
     "codecsep": Row("ours: Mica MDCT codec + the per-bin median of three maskers' masks (FiLM "
                     "Transformer over frames; band-split dual-path; band-split with local time "
-                    "attention) on waveforms; code streams run the third alone (30-s windows)",
+                    "attention) on waveforms, then the spectral post-filter; code streams run "
+                    "the third alone (30-s windows)",
                     _codecsep()),
     "codecsep-members12": Row("ours with --members 1,2: the mean of the first two maskers' masks "
-                              "(the default of sessions 12-17)", _codecsep("1,2")),
+                              "(the default of sessions 12-17, + the post-filter)", _codecsep("1,2")),
     "codecsep-members1": Row("ours with --members 1: Mica + the FiLM Transformer over frames alone "
                              "(the default before session 12)", _codecsep(1)),
     "hierarchical": Row("ours, two-stage: + aligned audio encoder and stage 1 (HSM-TSS-style)",

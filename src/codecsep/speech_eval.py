@@ -127,14 +127,22 @@ def kbps_name(kind: str, bitrate: float) -> str:
 
 
 def fingerprint(model) -> str | None:
-    return (getattr(model, "meta", None) or {}).get("sha256")
+    """The weights' sha256, plus the post-filter when one runs (it changes the scores)."""
+    sha = (getattr(model, "meta", None) or {}).get("sha256")
+    pf = getattr(getattr(model, "config", None), "postfilter", None)
+    return f"{sha}+{pf.tag}" if sha and pf is not None and pf.enabled else sha
 
 
 def separator_macs(model, sample_rate: int) -> float:
-    """MACs per second of audio of `model.separate_speakers` on 1 s (codec included)."""
+    """MACs per second of audio of `model.separate_speakers` on 1 s (codec included; the
+    post-filter's FFTs, which the counter does not see, by `postfilter_macs`: two speakers are
+    a target and a residual)."""
     from .flops import macs_per_second
+    from .separators.postfilter import PostFilter, postfilter_macs
 
-    return macs_per_second(model.separate_speakers, torch.zeros(1, sample_rate), 1.0)
+    pf = getattr(getattr(model, "config", None), "postfilter", PostFilter())
+    return (macs_per_second(model.separate_speakers, torch.zeros(1, sample_rate), 1.0)
+            + postfilter_macs(pf, sample_rate))
 
 
 def sepformer_cost(sample_rate: int) -> dict:

@@ -22,7 +22,7 @@ structure, built only to count MACs for the comparison the paper makes; it is ne
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from ..nn.transformer import Transformer, sinusoidal_positions
 from .base import FrozenCodec, LatentSpaceCheckpoint, as_channels
 from .chunking import overlap_add, window_starts
 from .masker import latent_features
+from .postfilter import PostFilter, apply_postfilter
 
 DEFAULT_CODECFORMER = ASSETS / "codecformer-default"
 MASKS = ("snake", "sigmoid", "softmax")
@@ -57,6 +58,8 @@ class CodecformerConfig:
     mask: str = "softmax"  # "snake" (paper: gated, unbounded) | "sigmoid" | "softmax" (sums to 1)
     window_seconds: float = 10.0
     overlap_seconds: float = 1.0
+    # inference: re-split each window's mixture by the speakers' STFT magnitudes (0: off)
+    postfilter: PostFilter = field(default_factory=PostFilter)
 
     def __post_init__(self):
         if self.mask not in MASKS:
@@ -185,7 +188,8 @@ class Codecformer(FrozenCodec, LatentSpaceCheckpoint, nn.Module):
     def separate_speakers(self, audio) -> torch.Tensor:
         """audio (T,) or (C, T) at `sample_rate` -> (S, C, T). Masks come from the mono mixdown
         and apply to every channel, so speaker order is the same in all channels; long inputs go
-        through crossfaded windows whose speaker order is aligned on the overlaps."""
+        through crossfaded windows whose speaker order is aligned on the overlaps. Each window's
+        speakers go through `config.postfilter` (`postfilter.apply_postfilter`)."""
         wav = as_channels(audio)
         window = int(self.config.window_seconds * self.sample_rate)
         overlap = int(self.config.overlap_seconds * self.sample_rate)
@@ -195,7 +199,8 @@ class Codecformer(FrozenCodec, LatentSpaceCheckpoint, nn.Module):
             z = self.codec.encode(chunk.unsqueeze(1))  # (C, D, F)
             mono = z if c == 1 else self.codec.encode(chunk.mean(0, keepdim=True)[None])
             est = self.separate_latent(z, mono)  # (C, S, D, F)
-            return self.codec.decode(est.flatten(0, 1), w).reshape(c, -1, w).transpose(0, 1)
+            wav = self.codec.decode(est.flatten(0, 1), w).reshape(c, -1, w).transpose(0, 1)
+            return apply_postfilter(chunk, wav, self.config.postfilter)
 
         aligned = PermutationAligner(run, wav.shape[-1], window, overlap)
         return overlap_add(wav, window, overlap, aligned)

@@ -7,8 +7,9 @@ magnitude ratio on a Hann STFT of `n_fft` (hop n_fft / 4):
 
     t' = iSTFT(|T|^a / (|T|^a + |R|^a) * X),    r' = x - t'
 
-so t' + r' = x still holds, the bins where both estimates are silent go to the residual, and a
-silent mixture stays silent. Power a = 2 is the Wiener ratio of powers; measured on our VALID
+(for K parts, e.g. speakers, part k gets |P_k|^a / sum_j |P_j|^a), so t' + r' = x still
+holds, the bins where both estimates are silent go to the residual, and a silent mixture stays
+silent. Power a = 2 is the Wiener ratio of powers; measured on our VALID
 draws (`results/experiments/README.md`, session 19), a = 1 to 1.25 gains and a = 2 loses.
 No weights, no training; four FFT passes per prompt (`postfilter_macs`).
 """
@@ -67,27 +68,29 @@ def _stft(x: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
                       return_complex=True)
 
 
-def apply_postfilter(mixture: torch.Tensor, both: torch.Tensor, pf: PostFilter) -> torch.Tensor:
-    """mixture (C, w), both (2, P, C, w) = (target, residual) -> the same, re-split (module
-    docstring); unchanged when `pf` is off."""
+def apply_postfilter(mixture: torch.Tensor, parts: torch.Tensor, pf: PostFilter) -> torch.Tensor:
+    """mixture (C, w), parts (K, ..., C, w) that sum to it (target and residual: K = 2; speakers)
+    -> the same, re-split: part k gets the STFT ratio |P_k|^a / sum_j |P_j|^a of the mixture, and
+    the last part is the mixture minus the others, so the parts still sum to the mixture
+    exactly. Unchanged when `pf` is off."""
     if not pf.enabled:
-        return both
-    p, c, w = both.shape[1:]
+        return parts
+    k, w = parts.shape[0], parts.shape[-1]
     window = torch.hann_window(pf.n_fft, dtype=mixture.dtype, device=mixture.device)
-    spec = _stft(both.reshape(2 * p * c, w), pf.n_fft, window)
-    spec = spec.reshape(2, p, c, *spec.shape[1:])  # (2, P, C, bins, frames)
-    mag = spec.abs() ** pf.power
-    ratio = mag[0] / (mag[0] + mag[1]).clamp_min(torch.finfo(mag.dtype).tiny)  # (P, C, bins, frames)
+    spec = _stft(parts.reshape(-1, w), pf.n_fft, window)
+    mag = spec.reshape(k, -1, *mixture.shape[:-1], *spec.shape[1:]).abs() ** pf.power
+    ratio = mag[:-1] / mag.sum(0).clamp_min(torch.finfo(mag.dtype).tiny)  # (K-1, R, C, bins, frames)
     x = _stft(mixture, pf.n_fft, window)  # (C, bins, frames)
-    target = torch.istft((ratio * x.unsqueeze(0)).reshape(p * c, *x.shape[1:]), pf.n_fft,
-                         pf.n_fft // 4, window=window, center=True, length=w).reshape(p, c, w)
-    return torch.stack([target, mixture.unsqueeze(0) - target])
+    kept = torch.istft((ratio * x).reshape(-1, *x.shape[1:]), pf.n_fft, pf.n_fft // 4,
+                       window=window, center=True, length=w).reshape(k - 1, *parts.shape[1:])
+    return torch.cat([kept, (mixture - kept.sum(0)).unsqueeze(0)])
 
 
 def postfilter_macs(pf: PostFilter, n_samples: int, n_prompts: int = 1) -> int:
-    """Multiply-accumulates of `apply_postfilter` (FFTs are not seen by the FLOP counter): per
-    frame and prompt four real FFTs of n_fft (three forward, one inverse) at n_fft log2(n_fft)
-    real MACs each, their windowing, and about ten per bin for the ratio and the product."""
+    """Multiply-accumulates of `apply_postfilter` on target and residual (FFTs are not seen by
+    the FLOP counter): per frame and prompt four real FFTs of n_fft (three forward, one
+    inverse) at n_fft log2(n_fft) real MACs each, their windowing, and about ten per bin for the
+    ratio and the product."""
     if not pf.enabled:
         return 0
     frames = n_samples // (pf.n_fft // 4) + 1
