@@ -71,8 +71,9 @@ def main(argv=None) -> int:
                               "combine", "members", "code_members") if getattr(args, k) is not None]
         if args.postfilter is None or others:
             raise SystemExit(f"{ckpt}: a Codecformer checkpoint takes --postfilter only")
-        cfg["config"]["postfilter"] = asdict(PostFilter.parse(args.postfilter))
-        return write(ckpt, cfg, meta, f"post-filter {PostFilter.parse(args.postfilter).tag or 'off'}")
+        pf = PostFilter.parse(args.postfilter)
+        cfg["config"]["postfilter"] = asdict(pf)
+        return write(ckpt, cfg, meta, f"post-filter {pf.tag or 'off'}")
     if cfg.get("class") != "codecsep":
         raise SystemExit(f"{ckpt}: not a CodecSep separator or Codecformer checkpoint ({cfg.get('class')})")
     if not (args.manifest or args.like):

@@ -130,7 +130,8 @@ def fingerprint(model) -> str | None:
     """The weights' sha256, plus the post-filter when one runs (it changes the scores)."""
     sha = (getattr(model, "meta", None) or {}).get("sha256")
     pf = getattr(getattr(model, "config", None), "postfilter", None)
-    return f"{sha}+{pf.tag}" if sha and pf is not None and pf.enabled else sha
+    tag = pf.tag if pf is not None else ""
+    return f"{sha}+{tag}" if sha and tag else sha
 
 
 def separator_macs(model, sample_rate: int) -> float:

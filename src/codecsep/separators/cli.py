@@ -29,6 +29,7 @@ from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
 from .api import get_separator, read_input, slug
+from .postfilter import PostFilter
 from .separator import check_prompts
 
 CODES_EXT = ".codes"
@@ -164,7 +165,8 @@ def probe_audio(path: Path) -> None:
 def check_code_streams(args, sep) -> None:
     """Code-stream options need a codec-based separator with enough codebooks; the waveform
     post-filter does not apply to code streams."""
-    if args.codes_in and getattr(args, "postfilter", None) not in (None, "0"):
+    setting = getattr(args, "postfilter", None)
+    if args.codes_in and setting is not None and PostFilter.parse(setting).enabled:
         raise CodecSepError("--postfilter works on audio input; code streams (--codes-in) are "
                             "masked and re-quantized without it")
     codec = getattr(sep, "codec", None)

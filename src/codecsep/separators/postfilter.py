@@ -9,8 +9,8 @@ magnitude ratio on a Hann STFT of `n_fft` (hop n_fft / 4):
 
 (for K parts, e.g. speakers, part k gets |P_k|^a / sum_j |P_j|^a), so t' + r' = x still
 holds, the bins where both estimates are silent go to the residual, and a silent mixture stays
-silent. Power a = 2 is the Wiener ratio of powers; measured on our VALID
-draws (`results/experiments/README.md`, session 19), a = 1 to 1.25 gains and a = 2 loses.
+silent. Power a = 2 is the Wiener ratio of powers; measured on our VALID draws
+(`results/experiments/README.md`, session 19), a = 1 to 1.25 gains and a = 2 loses.
 No weights, no training; four FFT passes per prompt (`postfilter_macs`).
 """
 

@@ -190,7 +190,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     @property
     def postfilter(self) -> PostFilter:
         """The waveform post-filter: the `postfilter` override, else `config.postfilter`."""
-        return self._postfilter or self.config.postfilter
+        return self.config.postfilter if self._postfilter is None else self._postfilter
 
     @postfilter.setter
     def postfilter(self, value) -> None:
