@@ -306,3 +306,33 @@ def test_coded_inputs_reach_the_masker_through_the_codes(tmp_path):
     out = train_tiny(synthetic_manifest(tmp_path), tmp_path / "c", 1, kw, p_coded=0.5,
                      coded_quantizers="1,2")
     assert Separator.load(out, codec=codec, text_encoder=kw["text_encoder"]).meta["recipe"]["p_coded"] == 0.5
+
+
+def test_the_loss_can_be_taken_after_the_post_filter(tmp_path):
+    from codecsep.errors import CodecSepError
+    from codecsep.losses import neg_si_sdr
+    from codecsep.separators.postfilter import PostFilter, apply_postfilter
+    from codecsep.train.separator import make_step_fn
+
+    kw = tiny_parts()
+    sep = Separator(kw["config"], codec=kw["codec"], text_encoder=kw["text_encoder"]).eval()  # no dropout
+    g = torch.Generator().manual_seed(0)
+    target = 0.1 * torch.randn(2, 1, 8000, generator=g)
+    mix = target + 0.1 * torch.randn(2, 1, 8000, generator=g)
+    mix[1, :, 4000:] = 0  # a silent stretch: every part is zero there, the gradient must stay finite
+    target[1, :, 4000:] = 0
+    batch = (mix, target, torch.randn(2, 384, generator=g))
+    logs = make_step_fn(SeparatorRecipe(bf16=False, postfilter="256,1.25"), kw["codec"])(sep, batch)
+    with torch.no_grad():  # the logged target SI-SDR is the filtered estimate's
+        est, res = sep(mix, batch[2])
+        filt = apply_postfilter(mix[:, 0], torch.stack([est[:, 0], res[:, 0]]), PostFilter(256, 1.25))
+        want = -neg_si_sdr(filt[0], target[:, 0]).clamp(max=30).mean()
+    torch.testing.assert_close(logs["target_sisdr"].detach(), want, atol=1e-4, rtol=1e-4)
+    logs["loss"].backward()
+    grads = [p.grad for p in sep.masker.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    off = make_step_fn(SeparatorRecipe(bf16=False), kw["codec"])(sep, batch)
+    assert not torch.allclose(off["target_sisdr"].detach(), logs["target_sisdr"].detach())
+    with pytest.raises(CodecSepError, match="postfilter"):
+        SeparatorRecipe(postfilter="102,1")  # not a multiple of 4

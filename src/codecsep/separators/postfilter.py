@@ -68,18 +68,21 @@ def _stft(x: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
                       return_complex=True)
 
 
-def apply_postfilter(mixture: torch.Tensor, parts: torch.Tensor, pf: PostFilter) -> torch.Tensor:
+def apply_postfilter(mixture: torch.Tensor, parts: torch.Tensor, pf: PostFilter,
+                     floor: float = 0.0) -> torch.Tensor:
     """mixture (C, w), parts (K, ..., C, w) that sum to it (target and residual: K = 2; speakers)
     -> the same, re-split: part k gets the STFT ratio |P_k|^a / sum_j |P_j|^a of the mixture, and
     the last part is the mixture minus the others, so the parts still sum to the mixture
-    exactly. Unchanged when `pf` is off."""
+    exactly. Unchanged when `pf` is off. `floor` bounds the ratio's denominator from below
+    (training passes a small one, so the gradient stays finite where every part is near silent;
+    inference keeps the smallest float)."""
     if not pf.enabled:
         return parts
     k, w = parts.shape[0], parts.shape[-1]
     window = torch.hann_window(pf.n_fft, dtype=mixture.dtype, device=mixture.device)
     spec = _stft(parts.reshape(-1, w), pf.n_fft, window)
     mag = spec.reshape(k, -1, *mixture.shape[:-1], *spec.shape[1:]).abs() ** pf.power
-    ratio = mag[:-1] / mag.sum(0).clamp_min(torch.finfo(mag.dtype).tiny)  # (K-1, R, C, bins, frames)
+    ratio = mag[:-1] / mag.sum(0).clamp_min(max(floor, torch.finfo(mag.dtype).tiny))  # (K-1, R, C, bins, frames)
     x = _stft(mixture, pf.n_fft, window)  # (C, bins, frames)
     kept = torch.istft((ratio * x).reshape(-1, *x.shape[1:]), pf.n_fft, pf.n_fft // 4,
                        window=window, center=True, length=w).reshape(k - 1, *parts.shape[1:])

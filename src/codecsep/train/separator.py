@@ -26,6 +26,7 @@ from ..data.mixtures import loudness_db
 from ..errors import CodecSepError
 from ..losses import neg_si_sdr
 from ..separators.masker import MaskerConfig
+from ..separators.postfilter import PostFilter, apply_postfilter
 from ..separators.separator import Separator, SeparatorConfig
 from ..text.anchors import TRAINED_WEIGHT, training_anchors
 from .loop import LoopConfig, Trainer, export_meta
@@ -64,6 +65,9 @@ class SeparatorRecipe:
     # are a second reference, weighted `w_teacher` against the clean sources' loss
     teacher: str = ""
     w_teacher: float = 0.5
+    # the loss is taken after the spectral post-filter "N_FFT[,POWER]" (separators.postfilter;
+    # "0": before it), so the masks learn what the inference-time re-split needs
+    postfilter: str = "0"
     seed: int = 0
 
     def coded_range(self) -> tuple[int, int]:
@@ -79,6 +83,7 @@ class SeparatorRecipe:
 
     def __post_init__(self):
         self.coded_range()
+        PostFilter.parse(self.postfilter)
         if not 0 <= self.p_coded <= 1:
             raise CodecSepError(f"p_coded must be in [0, 1], got {self.p_coded:g}")
         if not 0 <= self.seconds_min <= self.seconds:
@@ -165,6 +170,9 @@ def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRec
                cond)
 
 
+PF_TRAIN_FLOOR = 1e-10  # the post-filter's ratio denominator in training (a finite gradient)
+
+
 def make_step_fn(recipe: SeparatorRecipe, codec, teacher=None):
     """The training step; with a `teacher` (a Separator), the loss adds `w_teacher` times the
     same loss against the teacher's target and residual."""
@@ -174,6 +182,7 @@ def make_step_fn(recipe: SeparatorRecipe, codec, teacher=None):
         return lt, lr
 
     lo, hi = recipe.coded_range()
+    pf = PostFilter.parse(recipe.postfilter)
     if recipe.p_coded and hi > codec.n_codebooks:
         raise CodecSepError(f"coded_quantizers {lo},{hi}: the codec has {codec.n_codebooks} codebooks")
 
@@ -184,6 +193,10 @@ def make_step_fn(recipe: SeparatorRecipe, codec, teacher=None):
             n = torch.randint(lo, hi + 1, (mix.shape[0],))
             kw["through_codes"] = torch.where(torch.rand(mix.shape[0]) < recipe.p_coded, n, 0)
         est_target, est_residual = model(mix, cond, bf16=recipe.bf16, **kw)
+        if pf.enabled:  # the items' channels side by side: (2, B, T) -> (B, 1, T) each
+            both = apply_postfilter(mix[:, 0], torch.stack([est_target[:, 0], est_residual[:, 0]]),
+                                    pf, floor=PF_TRAIN_FLOOR)
+            est_target, est_residual = both[:, :, None]
         ref_target, ref_residual = target, mix - target
         if recipe.codec_sisdr:
             with torch.no_grad():
