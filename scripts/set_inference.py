@@ -9,7 +9,8 @@ code streams run through S-second windows (0: as waveforms). `--members K[,K]` /
 `--code-members K[,K]`: of a mask-mean checkpoint, the maskers waveforms / code streams run
 (`SeparatorConfig.members` / `code_members`; 0: all / as waveforms); `--combine mean|median`:
 how their masks become one (`SeparatorConfig.combine`); `--postfilter N_FFT[,POWER]`: the
-waveform post-filter (`SeparatorConfig.postfilter`; 0: off). The command is appended to meta.json's
+waveform post-filter (`SeparatorConfig.postfilter`; 0: off); `--wordnet [DIR]`: prompt aliases
+from WordNet for the labels the anchors hold (`text.wordnet`; Debian `wordnet-base`). The command is appended to meta.json's
 history; the weights are untouched (their sha256 stays valid). `--like OTHER` copies OTHER's
 anchors, shifts, windows, combine and post-filter instead, so a new candidate is scored with exactly the
 settings of the model it is compared with. A Codecformer (speaker) checkpoint takes `--postfilter`
@@ -37,6 +38,7 @@ from codecsep.separators.postfilter import PostFilter
 from codecsep.separators.masker import COMBINES
 from codecsep.separators.separator import check_members
 from codecsep.text.anchors import TRAINED_TEMPERATURE, TRAINED_WEIGHT, training_anchors
+from codecsep.text.wordnet import DEFAULT_DIR, alias_groups
 
 
 def main(argv=None) -> int:
@@ -60,6 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--code-members", type=members_arg, metavar="K[,K]",
                     help="of an ensemble, the maskers code streams run (1-based; 0: as waveforms; "
                          "default: keep)")
+    ap.add_argument("--wordnet", nargs="?", const=DEFAULT_DIR, metavar="DIR",
+                    help="add prompt aliases from the WordNet database in DIR (default "
+                         f"{DEFAULT_DIR}) for the labels the anchors hold")
     args = ap.parse_args(argv)
     if args.shifts is not None and args.shifts < 1:
         raise SystemExit(f"--shifts must be >= 1, got {args.shifts}")
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
     meta = json.loads((ckpt / "meta.json").read_text())
     if cfg.get("class") == "codecformer":  # speakers: only the post-filter is an inference setting
         others = [k for k in ("manifest", "like", "shifts", "window_seconds", "code_window_seconds",
-                              "combine", "members", "code_members") if getattr(args, k) is not None]
+                              "combine", "members", "code_members", "wordnet") if getattr(args, k) is not None]
         if args.postfilter is None or others:
             raise SystemExit(f"{ckpt}: a Codecformer checkpoint takes --postfilter only")
         pf = PostFilter.parse(args.postfilter)
@@ -91,6 +96,12 @@ def main(argv=None) -> int:
                                                            args.weight, args.temperature))
         if args.shifts is not None:
             cfg["config"]["shifts"] = args.shifts
+    if args.wordnet is not None:
+        try:
+            groups = alias_groups(cfg["config"]["anchors"]["texts"], args.wordnet)
+        except CodecSepError as e:
+            raise SystemExit(f"error: {e}") from None
+        cfg["config"]["anchors"]["aliases"] = [asdict(g) for g in groups]
     if args.combine is not None:
         cfg["config"]["combine"] = args.combine
     if args.postfilter is not None:
@@ -115,7 +126,8 @@ def main(argv=None) -> int:
         cfg["config"][key] = list(chosen)
     c, anchors = cfg["config"], cfg["config"]["anchors"]
     return write(ckpt, cfg, meta,
-                 f"{len(anchors['texts'])} anchor captions, weight {anchors['weight']:g}, "
+                 f"{len(anchors['texts'])} anchor captions, "
+                 f"{sum(len(g['names']) for g in anchors.get('aliases', []))} aliases, weight {anchors['weight']:g}, "
                  f"temperature {anchors['temperature']:g}, shifts {c.get('shifts', 1)}, "
                  f"window {c['window_seconds']:g} s (code streams: "
                  f"{c.get('code_window_seconds') or c['window_seconds']:g} s), members "

@@ -138,15 +138,17 @@ def test_shifted_and_anchored_export_matches_pytorch(separator, tmp_path):
     """Inference settings travel with the export: shifted passes and prompt anchoring."""
     from dataclasses import replace
 
-    from codecsep.text.anchors import PromptAnchors
+    from codecsep.text.anchors import AliasGroup, PromptAnchors
 
+    aliases = (AliasGroup(("dog",), ("a puppy yapping", "hound")),)  # travel in the manifest too
     sep = Separator(replace(separator.config, shifts=3,
-                            anchors=PromptAnchors(("dog", "violin", "rain"), 0.5, 0.02)),
+                            anchors=PromptAnchors(("dog", "violin", "rain"), 0.5, 0.02, aliases)),
                     codec=separator.codec, text_encoder=separator.text_encoder)
     sep.masker.load_state_dict(separator.masker.state_dict())
     sep.eval()
     onnx_sep = OnnxSeparator(export_onnx(sep, tmp_path / "o", prompts=["dog"]), threads=1)
     assert onnx_sep.manifest["shifts"] == 3 and onnx_sep.manifest["anchors"]["weight"] == 0.5
+    assert onnx_sep.anchors == sep.anchors
     x = torch.randn(1, 16000 + 321, generator=torch.Generator().manual_seed(1)) * 0.1
     for prompts in (["dog"], ["a puppy yapping"]):  # baked, embedded at run time (anchored)
         ref, out = sep.separate(x, prompts), onnx_sep.separate(x, prompts)

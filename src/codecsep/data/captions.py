@@ -169,3 +169,30 @@ PARAPHRASES_HELDOUT: dict[str, list[str]] = {
 def captions_for(label: str) -> tuple[str, ...]:
     """The training captions of `label` (KeyError for an unknown label: no silent fallback)."""
     return tuple(CAPTIONS[label])
+
+# One WordNet 3.0 noun sense per label (the sound or its source), the only hand-made input of the
+# prompt aliases (`text.wordnet.label_aliases`): it says which "organ" or "saw" a label means.
+WORDNET_SENSES: dict[str, str] = {
+    "piano": "piano.n.01", "harpsichord": "harpsichord.n.01", "organ": "pipe_organ.n.01",
+    "accordion": "accordion.n.01", "harmonica": "harmonica.n.01",
+    "acoustic guitar": "acoustic_guitar.n.01", "electric guitar": "electric_guitar.n.01",
+    "violin": "violin.n.01", "cello": "cello.n.01", "double bass": "double_bass.n.01",
+    "harp": "harp.n.01", "timpani": "timpani.n.01", "trumpet": "trumpet.n.01",
+    "trombone": "trombone.n.01", "tuba": "tuba.n.01", "french horn": "french_horn.n.01",
+    "saxophone": "saxophone.n.01", "oboe": "oboe.n.01", "bassoon": "bassoon.n.01",
+    "clarinet": "clarinet.n.01", "flute": "flute.n.01", "xylophone": "xylophone.n.01",
+    "marimba": "marimba.n.01", "banjo": "banjo.n.01", "sitar": "sitar.n.01",
+    "bagpipe": "bagpipe.n.01", "drum kit": "drum.n.01", "speech": "speech.n.02",
+    "keyboard typing": "typing.n.01", "scream": "scream.n.01", "impact": "impact.n.01",
+    "sword clash": "clash.n.01", "bow and arrow": "bow_and_arrow.n.01",
+    "footsteps": "footstep.n.01", "fire": "fire.n.03", "axe chopping": "ax.n.01",
+    "pickaxe": "pickaxe.n.01", "explosion": "explosion.n.04", "horse": "horse.n.01",
+    "engine": "engine.n.01", "birdsong": "birdsong.n.01", "machine hum": "hum.n.03",
+    "saw": "saw.n.02", "wolf": "wolf.n.01", "water splash": "splash.n.01",
+    "flowing water": "stream.n.01", "sheep": "sheep.n.01", "hammering": "hammering.n.01",
+    "gunshot": "gunshot.n.01", "cow": "cow.n.01", "elephant": "elephant.n.01",
+    "airplane": "airplane.n.01", "pig": "pig.n.01", "crowd cheering": "cheering.n.01",
+    "wind": "wind.n.01", "rustling leaves": "rustle.n.01", "digging": "digging.n.01",
+    "war horn": "horn.n.01", "dog": "dog.n.01", "chicken": "chicken.n.02",
+    "laughter": "laughter.n.01", "thunder": "thunder.n.02", "rain": "rain.n.01",
+}

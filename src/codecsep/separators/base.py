@@ -126,7 +126,8 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         and windows other than the 10 s / 1 s every model had before session 14 (their results
         keep their fingerprints)."""
         a = self.anchors
-        tags = [f"anchors:w{a.weight:g}:t{a.temperature:g}:n{len(a.texts)}"] if a.active else []
+        tags = [f"anchors:w{a.weight:g}:t{a.temperature:g}:n{len(a.texts)}"
+                + (f":a{a.n_aliases}" if a.aliases else "")] if a.active else []
         window = (self.config.window_seconds, self.config.overlap_seconds)
         tags += [f"window:{window[0]:g}:{window[1]:g}"] if window != (10.0, 1.0) else []
         return "+".join(tags)

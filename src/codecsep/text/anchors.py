@@ -8,14 +8,16 @@ softmax-weighted mean of the training-caption embeddings `A`:
     w = softmax(e . A^T / temperature),   e' = normalize((1 - weight) * e + weight * w A)
 
 A prompt that is a training caption stays where it is; a paraphrase moves toward the captions
-it is closest to. The captions and the two numbers live in the separator's config
+it is closest to. Aliases (`AliasGroup`: other names of one label, e.g. from WordNet,
+`text.wordnet`) add keys without adding targets: a prompt close to "a violinist" is pulled toward
+the normalized mean of the violin captions' embeddings, which the masker was trained on. The captions and the two numbers live in the separator's config
 (`PromptAnchors`), so every checkpoint carries the prompts it was trained on; `weight = 0`
 switches anchoring off (audio queries, which bypass text, are never anchored).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -29,16 +31,34 @@ TRAINED_TEMPERATURE = 0.02
 
 
 @dataclass(frozen=True)
+class AliasGroup:
+    """Other names of one label: each is a key that pulls toward the label's captions."""
+    captions: tuple[str, ...]  # the label's training captions (all among the anchors' texts)
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PromptAnchors:
     texts: tuple[str, ...] = ()  # the training captions (no templates: they add nothing)
     weight: float = 0.0  # 0: off; chosen on the valid split
     temperature: float = 0.02
+    aliases: tuple[AliasGroup, ...] = field(default=(), metadata={"of": AliasGroup})
 
     def __post_init__(self):
         if not 0.0 <= self.weight <= 1.0:
             raise CodecSepError(f"anchor weight must be in [0, 1], got {self.weight:g}")
         if self.temperature <= 0:
             raise CodecSepError(f"anchor temperature must be > 0, got {self.temperature:g}")
+        known = set(self.texts)
+        for g in self.aliases:
+            missing = [c for c in g.captions if c not in known]
+            if not g.captions or missing:
+                raise CodecSepError(f"alias group {g.names[:3]}: its captions must be anchor texts "
+                                    f"(missing: {missing or 'all'})")
+
+    @property
+    def n_aliases(self) -> int:
+        return sum(len(g.names) for g in self.aliases)
 
     @property
     def active(self) -> bool:
@@ -46,12 +66,26 @@ class PromptAnchors:
 
 
 def anchor_embeddings(emb: torch.Tensor, anchors: torch.Tensor, weight: float,
-                      temperature: float) -> torch.Tensor:
-    """(P, E) unit prompt embeddings, (N, E) unit anchor embeddings -> (P, E) anchored, unit."""
+                      temperature: float, values: torch.Tensor | None = None) -> torch.Tensor:
+    """(P, E) unit prompt embeddings, (N, E) unit anchor embeddings (the keys) -> (P, E)
+    anchored, unit; `values` (N, E), what each key pulls toward, default the keys themselves."""
     if weight == 0 or anchors.numel() == 0:
         return emb
-    pull = torch.softmax(emb @ anchors.T / temperature, dim=-1) @ anchors
+    pull = torch.softmax(emb @ anchors.T / temperature, dim=-1) @ (anchors if values is None else values)
     return F.normalize((1 - weight) * emb + weight * pull, dim=-1)
+
+
+def anchor_table(anchors: PromptAnchors, embed_texts) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keys, values), (N, E) each: the captions pull toward themselves, every alias toward the
+    normalized mean of its group's captions."""
+    caps = embed_texts(list(anchors.texts)).float()
+    if not anchors.aliases:
+        return caps, caps
+    row = {t: i for i, t in enumerate(anchors.texts)}
+    keys = embed_texts([n for g in anchors.aliases for n in g.names]).float()
+    values = torch.cat([F.normalize(caps[[row[c] for c in g.captions]].mean(0), dim=-1)
+                        .expand(len(g.names), -1) for g in anchors.aliases])
+    return torch.cat([caps, keys]), torch.cat([caps, values])
 
 
 def apply_anchors(emb: torch.Tensor, anchors: PromptAnchors, embed_texts, cache: dict) -> torch.Tensor:
@@ -59,9 +93,11 @@ def apply_anchors(emb: torch.Tensor, anchors: PromptAnchors, embed_texts, cache:
     computed once per caption set and kept in `cache`."""
     if not anchors.active:
         return emb
-    if anchors.texts not in cache:
-        cache[anchors.texts] = embed_texts(list(anchors.texts)).float()
-    return anchor_embeddings(emb, cache[anchors.texts], anchors.weight, anchors.temperature)
+    key = (anchors.texts, anchors.aliases)
+    if key not in cache:
+        cache[key] = anchor_table(anchors, embed_texts)
+    keys, values = cache[key]
+    return anchor_embeddings(emb, keys, anchors.weight, anchors.temperature, values)
 
 
 def training_anchors(clips, weight: float = TRAINED_WEIGHT,
