@@ -135,3 +135,28 @@ def test_set_inference_adds_wordnet_aliases_to_a_checkpoint(tmp_path):
     bad = subprocess.run([sys.executable, str(script), str(ckpt), "--like", str(ckpt), "--wordnet",
                           str(tmp_path / "none")], capture_output=True, text=True)
     assert bad.returncode != 0 and "wordnet-base" in bad.stderr
+
+
+def test_training_prompts_draw_names_but_never_a_held_out_word(tmp_path):
+    from codecsep.text.base import get_text_encoder
+    from codecsep.train.separator import PromptTable, SeparatorRecipe, training_aliases
+
+    import numpy as np
+
+    names = training_aliases(str(write_wordnet(tmp_path / "wn")), ["violin", "organ", "not a label"])
+    # the held-out paraphrases of violin hold "violinist" and "fiddle"; organ's hold "organist"
+    assert names["violin"] == ["stradavarius", "strad", "bowed stringed instrument"]
+    assert "organist" not in names["organ"] and "pipe organ" in names["organ"]
+    encoder = get_text_encoder("hash", dim=32)
+    caps = {"violin": ("violin", "a violin playing")}
+    table = {p: PromptTable(caps, encoder, aliases={"violin": names["violin"]}, p_alias=p) for p in (0.0, 1.0)}
+    rng = np.random.default_rng(0)
+
+    def drawn(t):
+        inverse = {i: text for text, i in t.index.items()}
+        return {inverse[int((t.embeddings == t.sample("violin", rng)).all(1).nonzero()[0])] for _ in range(60)}
+
+    assert all("violin" in d for d in drawn(table[0.0]))
+    assert all("strad" in d or "bowed" in d for d in drawn(table[1.0]))
+    with pytest.raises(CodecSepError, match="p_alias"):
+        SeparatorRecipe(p_alias=1.5)

@@ -68,6 +68,11 @@ class SeparatorRecipe:
     # the loss is taken after the spectral post-filter "N_FFT[,POWER]" (separators.postfilter;
     # "0": before it), so the masks learn what the inference-time re-split needs
     postfilter: str = "0"
+    # other names of each label from WordNet (`text.wordnet`; the database directory, "" = none),
+    # drawn in place of a caption for a share `p_alias` of the prompts; a name contained in a
+    # held-out paraphrase is left out, so those stay unseen
+    wordnet: str = ""
+    p_alias: float = 0.3
     seed: int = 0
 
     def coded_range(self) -> tuple[int, int]:
@@ -84,6 +89,8 @@ class SeparatorRecipe:
     def __post_init__(self):
         self.coded_range()
         PostFilter.parse(self.postfilter)
+        if not 0 <= self.p_alias <= 1:
+            raise CodecSepError(f"p_alias must be in [0, 1], got {self.p_alias:g}")
         if not 0 <= self.p_coded <= 1:
             raise CodecSepError(f"p_coded must be in [0, 1], got {self.p_coded:g}")
         if not 0 <= self.seconds_min <= self.seconds:
@@ -98,19 +105,42 @@ def active_rms(x: np.ndarray, gate_db: float = -50.0) -> float:
 
 
 class PromptTable:
-    """Every training prompt of every label, embedded once."""
+    """Every training prompt of every label, embedded once. With `aliases` (label -> other
+    names), a share `p_alias` of a label's prompts is drawn from its names instead of its
+    captions (each inside a template too)."""
 
-    def __init__(self, labels_to_captions: dict[str, tuple[str, ...]], encoder, rng_seed=0):
-        self.options = {lab: [t.format(c) for c in caps for t in TEMPLATES]
-                        for lab, caps in labels_to_captions.items()}
-        texts = sorted({p for opts in self.options.values() for p in opts})
+    def __init__(self, labels_to_captions: dict[str, tuple[str, ...]], encoder, rng_seed=0,
+                 aliases: dict[str, list[str]] | None = None, p_alias: float = 0.0):
+        def options(phrases):
+            return [t.format(c) for c in phrases for t in TEMPLATES]
+
+        self.options = {lab: options(caps) for lab, caps in labels_to_captions.items()}
+        self.alias_options = {lab: options(names) for lab, names in (aliases or {}).items()
+                              if lab in self.options and names}
+        self.p_alias = p_alias
+        texts = sorted({p for table in (self.options, self.alias_options)
+                        for opts in table.values() for p in opts})
         emb = encoder.embed(texts).float()
         self.index = {t: i for i, t in enumerate(texts)}
         self.embeddings = emb
 
     def sample(self, label: str, rng: np.random.Generator) -> torch.Tensor:
         opts = self.options[label]
+        if label in self.alias_options and rng.random() < self.p_alias:  # no draw without aliases
+            opts = self.alias_options[label]
         return self.embeddings[self.index[opts[rng.integers(len(opts))]]]
+
+
+def training_aliases(directory: str, labels) -> dict[str, list[str]]:
+    """label -> its WordNet names (`text.wordnet`) for the labels that have a sense, without any
+    name that a held-out paraphrase contains (word for word), so those stay unseen."""
+    from ..data.captions import CAPTIONS, PARAPHRASES_HELDOUT, WORDNET_SENSES
+    from ..text.wordnet import WordNet, label_aliases
+
+    senses = {lab: WORDNET_SENSES[lab] for lab in labels if lab in WORDNET_SENSES}
+    names = label_aliases(WordNet(directory), senses, CAPTIONS)
+    held = [f" {p.lower()} " for ps in PARAPHRASES_HELDOUT.values() for p in ps]
+    return {lab: [n for n in ns if not any(f" {n} " in h for h in held)] for lab, ns in names.items()}
 
 
 def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.random.Generator):
@@ -242,13 +272,15 @@ def train_separator(manifest: str, out_dir: str, config: SeparatorConfig = Separ
     encoder = text_encoder or get_text_encoder(config.text_encoder)
     bank = ClipBank(read_manifest(manifest, split="train"), codec.sample_rate)
     captions = {c.label: c.captions for c in bank.clips}
-    prompts = PromptTable(captions, encoder)
+    aliases = training_aliases(recipe.wordnet, captions) if recipe.wordnet else None
+    prompts = PromptTable(captions, encoder, aliases=aliases, p_alias=recipe.p_alias)
     if not config.anchors.texts:  # the checkpoint carries the captions it was trained on
         a = config.anchors
         config = replace(config, anchors=training_anchors(
             bank.clips, a.weight or TRAINED_WEIGHT, a.temperature))
     print(f"separator training on {len(bank)} clips, {len(bank.labels)} classes, "
-          f"{len(prompts.index)} prompts", file=sys.stderr)
+          f"{len(prompts.index)} prompts ({sum(len(v) for v in (aliases or {}).values())} aliases)",
+          file=sys.stderr)
     sep = Separator(config, codec=codec, text_encoder=encoder)
     for p in sep.codec.parameters():
         p.requires_grad_(False)
