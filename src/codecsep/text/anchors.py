@@ -10,9 +10,10 @@ softmax-weighted mean of the training-caption embeddings `A`:
 A prompt that is a training caption stays where it is; a paraphrase moves toward the captions
 it is closest to. Aliases (`AliasGroup`: other names of one label, e.g. from WordNet,
 `text.wordnet`) add keys without adding targets: a prompt close to "a violinist" is pulled toward
-the normalized mean of the violin captions' embeddings, which the masker was trained on. The captions and the two numbers live in the separator's config
-(`PromptAnchors`), so every checkpoint carries the prompts it was trained on; `weight = 0`
-switches anchoring off (audio queries, which bypass text, are never anchored).
+the normalized mean of the violin captions' embeddings, which the masker was trained on.
+The captions, the aliases and the two numbers live in the separator's config (`PromptAnchors`),
+so every checkpoint carries the prompts it was trained on; `weight = 0` switches anchoring off
+(audio queries, which bypass text, are never anchored).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ the format of `wndb(5)`). Only nouns are read: a sense is named `lemma.n.NN` as 
 fixed construction: the sense's lemmas, its direct hyponyms' lemmas, the nouns derivationally
 related to its lemmas (violin -> violinist) and its gloss (the definition, without examples).
 A phrase that names two labels, or that is already a training caption, is dropped. The aliases
-feed the prompt anchors (`text.anchors`): more keys, each pointing at its label's captions.
+can feed the prompt anchors (`text.anchors`: more keys, each pointing at its label's captions;
+`alias_groups`) and the training prompts (`train.separator.training_aliases`).
 """
 
 from __future__ import annotations
