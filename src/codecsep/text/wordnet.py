@@ -127,14 +127,22 @@ def label_aliases(wn: WordNet, senses: dict[str, str | tuple[str, ...]],
             for label, aliases in raw.items()}
 
 
+def corpus_aliases(labels, directory: str | Path = DEFAULT_DIR) -> dict[str, list[str]]:
+    """`label_aliases` for those of `labels` that have a sense in `data.captions.WORDNET_SENSES`,
+    against the corpus captions (`data.captions.CAPTIONS`)."""
+    from ..data.captions import CAPTIONS, WORDNET_SENSES
+
+    senses = {lab: WORDNET_SENSES[lab] for lab in labels if lab in WORDNET_SENSES}
+    return label_aliases(WordNet(directory), senses, CAPTIONS)
+
+
 def alias_groups(texts, directory: str | Path = DEFAULT_DIR):
     """The prompt-anchor alias groups (`text.anchors.AliasGroup`) of every corpus label whose
-    captions (`data.captions.CAPTIONS`) are all among `texts` (a checkpoint's anchor captions),
-    from its sense in `data.captions.WORDNET_SENSES`; labels left with no alias are left out."""
-    from ..data.captions import CAPTIONS, WORDNET_SENSES
+    captions (`data.captions.CAPTIONS`) are all among `texts` (a checkpoint's anchor captions);
+    labels left with no alias are left out."""
+    from ..data.captions import CAPTIONS
     from .anchors import AliasGroup
 
     known = set(texts)
-    labels = [lab for lab, caps in CAPTIONS.items() if set(caps) <= known]
-    aliases = label_aliases(WordNet(directory), {lab: WORDNET_SENSES[lab] for lab in labels}, CAPTIONS)
-    return tuple(AliasGroup(tuple(CAPTIONS[lab]), tuple(aliases[lab])) for lab in labels if aliases[lab])
+    aliases = corpus_aliases([lab for lab, caps in CAPTIONS.items() if set(caps) <= known], directory)
+    return tuple(AliasGroup(tuple(CAPTIONS[lab]), tuple(names)) for lab, names in aliases.items() if names)

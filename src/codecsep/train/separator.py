@@ -134,11 +134,10 @@ class PromptTable:
 def training_aliases(directory: str, labels) -> dict[str, list[str]]:
     """label -> its WordNet names (`text.wordnet`) for the labels that have a sense, without any
     name that a held-out paraphrase contains (word for word), so those stay unseen."""
-    from ..data.captions import CAPTIONS, PARAPHRASES_HELDOUT, WORDNET_SENSES
-    from ..text.wordnet import WordNet, label_aliases
+    from ..data.captions import PARAPHRASES_HELDOUT
+    from ..text.wordnet import corpus_aliases
 
-    senses = {lab: WORDNET_SENSES[lab] for lab in labels if lab in WORDNET_SENSES}
-    names = label_aliases(WordNet(directory), senses, CAPTIONS)
+    names = corpus_aliases(labels, directory)
     held = [f" {p.lower()} " for ps in PARAPHRASES_HELDOUT.values() for p in ps]
     return {lab: [n for n in ns if not any(f" {n} " in h for h in held)] for lab, ns in names.items()}
 
