@@ -99,3 +99,20 @@ def test_by_category_groups_labels_into_music_speech_and_effects(tmp_path):
     groups = {g["group"]: (g["n"], g["mean_difference"]) for g in
               paired_difference(a, b, by="category")["groups"]}
     assert groups == {"music": (2, 3.0), "speech": (1, 0.0), "effects": (2, -1.0)}
+
+
+def test_draws_pool_item_by_item(tmp_path, capsys):
+    """Several pairs of folders (draws) pool their items; a pair from different draws is refused."""
+    a0 = result(tmp_path / "a0", "new", [2.0, 3.0])
+    b0 = result(tmp_path / "b0", "old", [1.0, 2.0])
+    a1 = result(tmp_path / "a1", "new", [0.0, 0.0, 0.0], fingerprint="set2", inputs=[1.0, 2.0, 3.0])
+    b1 = result(tmp_path / "b1", "old", [1.0, 1.0, 1.0], fingerprint="set2", inputs=[1.0, 2.0, 3.0])
+    r = paired_difference([a0, a1], [b0, b1])  # the same mixture ids in both draws stay apart
+    assert r["draws"] == 2 and r["n"] == 5 and r["a_wins"] == 2
+    assert r["mean_difference"] == pytest.approx((1 + 1 - 1 - 1 - 1) / 5)
+    assert cli.main(["compare", str(a0), str(b0), str(a1), str(b1)]) == 0
+    assert "5 items of 2 draws" in capsys.readouterr().out
+    assert cli.main(["compare", str(a0), str(b0), str(a1)]) == 2
+    assert "in pairs" in capsys.readouterr().err
+    with pytest.raises(CodecSepError, match="different draws"):
+        paired_difference([a0, a1], [b1, b0])

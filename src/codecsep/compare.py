@@ -12,6 +12,11 @@ difficulty of each mixture from the comparison, so the CI is much narrower than 
 unpaired CIs suggest. Items scored by only one side, or NaN on either, are left out and counted.
 `--by label` adds the paired mean per value of an items.csv column (which classes moved);
 `--by category` groups the labels into music, speech and effects.
+
+Several draws pool: `codecsep compare A0 B0 A1 B1 ...` pairs each A folder with the B folder after
+it (each pair one draw) and takes the mean and CI over all their items together. Draws of one split
+reuse its clips, so items of different draws are not independent and the pooled CI is too narrow;
+the mean is what pooling sharpens.
 """
 
 from __future__ import annotations
@@ -81,9 +86,8 @@ def _groups(sa: dict, sb: dict, keys: list, group_of: dict) -> list[dict]:
     return sorted(out, key=lambda r: -r["mean_difference"])
 
 
-def paired_difference(a: Path, b: Path, metric: str = "si_sdri", by: str | None = None) -> dict:
-    """Mean and 95% CI of metric(A) - metric(B) over the items both scored (and per value of
-    the items.csv column `by`, when given)."""
+def _pair(a: Path, b: Path, metric: str, by: str | None):
+    """Per-item scores of one pair of folders scored on the same draw: (sa, sb, a_rows, infos)."""
     info_a, info_b = _run_info(a), _run_info(b)
     for k in SAME:
         if info_a.get(k) != info_b.get(k):
@@ -94,14 +98,31 @@ def paired_difference(a: Path, b: Path, metric: str = "si_sdri", by: str | None 
         raise CodecSepError(f"{a} and {b} differ in eval_set_fingerprint ({fa} vs {fb}) and in "
                             "their items: they were scored on different draws and cannot be paired")
     rows_a = _rows(a, metric, *([by] if by else []))
-    sa, sb = _scores(rows_a, metric), _scores(_rows(b, metric), metric)
+    return _scores(rows_a, metric), _scores(_rows(b, metric), metric), rows_a, (info_a, info_b)
+
+
+def paired_difference(a, b, metric: str = "si_sdri", by: str | None = None) -> dict:
+    """Mean and 95% CI of metric(A) - metric(B) over the items both scored (and per value of
+    the items.csv column `by`, when given). `a` and `b` are result folders, or equally long
+    lists of them (draw i of A paired with draw i of B, all items pooled)."""
+    a_list, b_list = ([a], [b]) if isinstance(a, (str, Path)) else (list(a), list(b))
+    if not a_list or len(a_list) != len(b_list):
+        raise CodecSepError("compare takes result folders in pairs: A B [A B ...]")
+    sa, sb, rows_a, infos = {}, {}, {}, []
+    for i, (fa, fb) in enumerate(zip(a_list, b_list)):
+        pa, pb, ra, info = _pair(Path(fa), Path(fb), metric, by)
+        sa.update({(i, *k): v for k, v in pa.items()})  # keys: (draw, mixture id, source)
+        sb.update({(i, *k): v for k, v in pb.items()})
+        rows_a.update({(i, *k): v for k, v in ra.items()})
+        infos.append(info)
     keys = [k for k in sorted(set(sa) & set(sb)) if np.isfinite([sa[k], sb[k]]).all()]
     pairs = np.array([(sa[k], sb[k]) for k in keys]).reshape(-1, 2)
     if len(pairs) < 2:
         raise CodecSepError(f"{a} and {b} share fewer than 2 items scored with {metric}")
     diff = pairs[:, 0] - pairs[:, 1]
     lo, hi = bootstrap_ci(diff)
-    return {"metric": metric,
+    info_a, info_b = infos[0]
+    return {"metric": metric, "draws": len(a_list),
             "a": {"model": info_a.get("model"), "mean": float(pairs[:, 0].mean())},
             "b": {"model": info_b.get("model"), "mean": float(pairs[:, 1].mean())},
             "mean_difference": float(diff.mean()), "ci95": [lo, hi], "n": len(diff),
@@ -112,8 +133,9 @@ def paired_difference(a: Path, b: Path, metric: str = "si_sdri", by: str | None 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("compare", help="paired difference of two `codecsep eval` results")
-    p.add_argument("a", type=Path, help="result folder of model A")
-    p.add_argument("b", type=Path, help="result folder of model B (same evaluation set)")
+    p.add_argument("folders", type=Path, nargs="+", metavar="A B",
+                   help="result folder of model A, then of model B on the same evaluation set; "
+                        "more pairs (other draws) pool their items")
     p.add_argument("--metric", default="si_sdri", help="items.csv column (default %(default)s)")
     p.add_argument("--by", default=None, metavar="COLUMN",
                    help="also the paired mean per value of this items.csv column (e.g. label), "
@@ -123,14 +145,20 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    r = paired_difference(args.a, args.b, args.metric, args.by)
+    if len(args.folders) % 2:
+        raise CodecSepError("compare takes result folders in pairs: A B [A B ...]")
+    a, b = args.folders[0::2], args.folders[1::2]
+    r = paired_difference(a[0] if len(a) == 1 else a, b[0] if len(b) == 1 else b,
+                          args.metric, args.by)
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
     lo, hi = r["ci95"]
     print(f"{r['metric']}: A {r['a']['model']} {r['a']['mean']:.2f}, B {r['b']['model']} "
           f"{r['b']['mean']:.2f}; A - B = {r['mean_difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] "
-          f"(95% paired bootstrap, {r['n']} items, A better on {r['a_wins']}; "
+          f"(95% paired bootstrap, {r['n']} items"
+          + (f" of {r['draws']} draws" if r["draws"] > 1 else "")
+          + f", A better on {r['a_wins']}; "
           f"{r['left_out']} left out)")
     for g in r.get("groups", []):
         print(f"  {r['by']} {g['group']:<20} A {g['a']:6.2f}  A - B {g['mean_difference']:+6.2f}  ({g['n']} items)")
