@@ -116,3 +116,17 @@ def test_draws_pool_item_by_item(tmp_path, capsys):
     assert "in pairs" in capsys.readouterr().err
     with pytest.raises(CodecSepError, match="different draws"):
         paired_difference([a0, a1], [b1, b0])
+
+
+def test_pool_draws_script_gives_the_mean_over_all_items(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts/pool_draws.py"
+    d0 = result(tmp_path / "d0", "m", [2.0, 4.0])
+    d1 = result(tmp_path / "d1", "m", [-3.0, 5.0, 7.0], fingerprint="set2")
+    r = subprocess.run([sys.executable, str(script), str(d0), str(d1)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "3.00 [" in r.stdout and "5 items of 2 draws" in r.stdout  # (2+4-3+5+7)/5
+    assert "draws: 3.00, 3.00" in r.stdout and "below 0 dB: 20%" in r.stdout
