@@ -217,3 +217,17 @@ def test_overwrite_replaces_existing_outputs(model, tmp_path, capsys):
     assert not (tmp_path / "out" / "a" / "cat.wav").exists()  # nothing, not even the new file
     assert run([*args, "--overwrite"], capsys)[0] == 0
     assert sf.info(str(tmp_path / "out" / "a" / "dog.wav")).frames == SR
+
+
+def test_silent_and_very_short_inputs_are_separated_with_a_warning(model, tmp_path, capsys):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SR, dtype=np.float32), SR)
+    code, _, err = run([silent, "-p", "dog", "-o", tmp_path / "o1", "--model", model], capsys)
+    assert code == 0 and "warning" in err and "silent" in err
+    assert np.abs(sf.read(tmp_path / "o1" / "silent" / "dog.wav")[0]).max() == 0
+    short = write_wav(tmp_path / "short.wav", seconds=0.03)
+    code, _, err = run([short, "-p", "dog", "-o", tmp_path / "o2", "--model", model], capsys)
+    assert code == 0 and "30 ms long" in err and "is silent" not in err
+    code, _, err = run([write_wav(tmp_path / "ok.wav"), "-p", "dog", "-o", tmp_path / "o3",
+                        "--model", model], capsys)
+    assert code == 0 and "warning" not in err

@@ -196,11 +196,29 @@ class Result:
     is_codes: bool
 
 
+SILENT_DBFS = -90.0  # an input whose RMS is below this is called silent
+SHORT_SECONDS = 0.1  # ... and one shorter than this very short (the masker sees 5 frames)
+
+
+def input_warnings(wav: torch.Tensor, sample_rate: int) -> list[str]:
+    """What a user should know about an input before trusting its outputs (wav: (C, T))."""
+    notes = []
+    rms_db = 10 * torch.log10(wav.double().pow(2).mean() + 1e-30).item()
+    if rms_db < SILENT_DBFS:
+        notes.append(f"the input is silent (RMS {max(rms_db, -300):.0f} dBFS): every output is silence")
+    if wav.shape[-1] < SHORT_SECONDS * sample_rate:
+        notes.append(f"the input is only {1000 * wav.shape[-1] / sample_rate:.0f} ms long: "
+                     "too short for the prompt to be told apart from the rest")
+    return notes
+
+
 def separate_audio(sep, path: Path, prompts, cond, mono: bool) -> Result:
     wav, file_rate = read_input(path, sep, mono=mono)
     if file_rate != sep.sample_rate:
         tqdm.write(f"codecsep: {path}: resampling {file_rate} Hz -> {sep.sample_rate} Hz "
                    f"(outputs are at {sep.sample_rate} Hz)", file=sys.stderr)
+    for note in input_warnings(wav, sep.sample_rate):
+        tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
     return Result(sep.separate(wav, prompts, cond=cond), wav.shape[-1], False)
 
 
