@@ -231,3 +231,12 @@ def test_silent_and_very_short_inputs_are_separated_with_a_warning(model, tmp_pa
     code, _, err = run([write_wav(tmp_path / "ok.wav"), "-p", "dog", "-o", tmp_path / "o3",
                         "--model", model], capsys)
     assert code == 0 and "warning" not in err
+
+
+def test_a_target_far_below_its_input_is_noted():
+    from codecsep.separators.cli import quiet_targets
+
+    wav = torch.randn(1, 16000)
+    targets = torch.stack([0.5 * wav, 1e-3 * wav])  # -6 dB and -60 dB
+    notes = quiet_targets(wav, targets, ["piano", "dog"])
+    assert [p for p, _ in notes] == ["dog"] and "60 dB below the input" in notes[0][1]

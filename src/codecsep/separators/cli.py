@@ -198,12 +198,17 @@ class Result:
 
 SILENT_DBFS = -90.0  # an input whose RMS is below this is called silent
 SHORT_SECONDS = 0.1  # ... and one shorter than this very short (the masker sees 5 frames)
+QUIET_TARGET_DB = -25.0  # a target this far below its input: nothing much was found
+
+
+def _level_db(x: torch.Tensor) -> float:
+    return 10 * torch.log10(x.double().pow(2).mean() + 1e-30).item()
 
 
 def input_warnings(wav: torch.Tensor, sample_rate: int) -> list[str]:
     """What a user should know about an input before trusting its outputs (wav: (C, T))."""
     notes = []
-    rms_db = 10 * torch.log10(wav.double().pow(2).mean() + 1e-30).item()
+    rms_db = _level_db(wav)
     if rms_db < SILENT_DBFS:
         notes.append(f"the input is silent (RMS {max(rms_db, -300):.0f} dBFS): every output is silence")
     if wav.shape[-1] < SHORT_SECONDS * sample_rate:
@@ -217,9 +222,27 @@ def separate_audio(sep, path: Path, prompts, cond, mono: bool) -> Result:
     if file_rate != sep.sample_rate:
         tqdm.write(f"codecsep: {path}: resampling {file_rate} Hz -> {sep.sample_rate} Hz "
                    f"(outputs are at {sep.sample_rate} Hz)", file=sys.stderr)
-    for note in input_warnings(wav, sep.sample_rate):
+    notes = input_warnings(wav, sep.sample_rate)
+    for note in notes:
         tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
-    return Result(sep.separate(wav, prompts, cond=cond), wav.shape[-1], False)
+    rows = sep.separate(wav, prompts, cond=cond)
+    if not notes:
+        for prompt, note in quiet_targets(wav, rows["target"], prompts):
+            tqdm.write(f"codecsep: note: {path}: {prompt!r}: {note}", file=sys.stderr)
+    return Result(rows, wav.shape[-1], False)
+
+
+def quiet_targets(wav: torch.Tensor, targets: torch.Tensor, prompts) -> list[tuple[str, str]]:
+    """Prompts whose target came out far below the input (wav (C, T), targets (P, C, T)): the
+    sound may be absent, or the masker did not recognise it (on the TEST mixtures, most outputs
+    below 0 dB SI-SDRi are such near-silent ones)."""
+    out = []
+    for prompt, target in zip(prompts, targets):
+        rel = _level_db(target) - _level_db(wav)
+        if rel < QUIET_TARGET_DB:
+            out.append((prompt, f"the target is {-rel:.0f} dB below the input: the sound may be "
+                                "absent, or not recognised (another wording may find it)"))
+    return out
 
 
 def separate_codes_file(sep, path: Path, prompts, cond) -> Result:
