@@ -234,8 +234,8 @@ def separate_audio(sep, path: Path, prompts, cond, mono: bool) -> Result:
 
 def quiet_targets(wav: torch.Tensor, targets: torch.Tensor, prompts) -> list[tuple[str, str]]:
     """Prompts whose target came out far below the input (wav (C, T), targets (P, C, T)): the
-    sound may be absent, or the masker did not recognise it (on the TEST mixtures, most outputs
-    below 0 dB SI-SDRi are such near-silent ones)."""
+    sound may be absent, or the masker did not recognise it (`scripts/absent_prompts.py`: on
+    VALID, 26% of absent prompts and 2% of present ones come out below -25 dB)."""
     out = []
     for prompt, target in zip(prompts, targets):
         rel = _level_db(target) - _level_db(wav)
