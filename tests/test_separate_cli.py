@@ -159,6 +159,9 @@ def test_python_api_separate(model, tmp_path):
     assert mono["target"].shape == (1, 1, SR // 3)
     with pytest.raises(codecsep.errors.CodecSepError, match="sample_rate is for arrays"):
         codecsep.separate(str(wav), "dog", model=model, sample_rate=SR)
+    with pytest.warns(UserWarning, match="the input is silent"):
+        silent = codecsep.separate(np.zeros(SR, np.float32), "dog", model=model)
+    assert silent["target"].abs().max() == 0
 
 
 def test_slug():
@@ -234,7 +237,7 @@ def test_silent_and_very_short_inputs_are_separated_with_a_warning(model, tmp_pa
 
 
 def test_a_target_far_below_its_input_is_noted():
-    from codecsep.separators.cli import quiet_targets
+    from codecsep.separators.api import quiet_targets
 
     wav = torch.randn(1, 16000)
     targets = torch.stack([0.5 * wav, 1e-3 * wav])  # -6 dB and -60 dB

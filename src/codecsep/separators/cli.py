@@ -28,7 +28,7 @@ from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_aud
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
-from .api import get_separator, read_input, slug
+from .api import get_separator, input_warnings, quiet_targets, read_input, slug
 from .postfilter import PostFilter
 from .separator import check_prompts
 
@@ -196,27 +196,6 @@ class Result:
     is_codes: bool
 
 
-SILENT_DBFS = -90.0  # an input whose RMS is below this is called silent
-SHORT_SECONDS = 0.1  # ... and one shorter than this very short (the masker sees 5 frames)
-QUIET_TARGET_DB = -25.0  # a target this far below its input: nothing much was found
-
-
-def _level_db(x: torch.Tensor) -> float:
-    return 10 * torch.log10(x.double().pow(2).mean() + 1e-30).item()
-
-
-def input_warnings(wav: torch.Tensor, sample_rate: int) -> list[str]:
-    """What a user should know about an input before trusting its outputs (wav: (C, T))."""
-    notes = []
-    rms_db = _level_db(wav)
-    if rms_db < SILENT_DBFS:
-        notes.append(f"the input is silent (RMS {max(rms_db, -300):.0f} dBFS): every output is silence")
-    if wav.shape[-1] < SHORT_SECONDS * sample_rate:
-        notes.append(f"the input is only {1000 * wav.shape[-1] / sample_rate:.0f} ms long: "
-                     "too short for the prompt to be told apart from the rest")
-    return notes
-
-
 def separate_audio(sep, path: Path, prompts, cond, mono: bool) -> Result:
     wav, file_rate = read_input(path, sep, mono=mono)
     if file_rate != sep.sample_rate:
@@ -230,19 +209,6 @@ def separate_audio(sep, path: Path, prompts, cond, mono: bool) -> Result:
         for prompt, note in quiet_targets(wav, rows["target"], prompts):
             tqdm.write(f"codecsep: note: {path}: {prompt!r}: {note}", file=sys.stderr)
     return Result(rows, wav.shape[-1], False)
-
-
-def quiet_targets(wav: torch.Tensor, targets: torch.Tensor, prompts) -> list[tuple[str, str]]:
-    """Prompts whose target came out far below the input (wav (C, T), targets (P, C, T)): the
-    sound may be absent, or the masker did not recognise it (`scripts/absent_prompts.py`: on
-    VALID, 26% of absent prompts and 2% of present ones come out below -25 dB)."""
-    out = []
-    for prompt, target in zip(prompts, targets):
-        rel = _level_db(target) - _level_db(wav)
-        if rel < QUIET_TARGET_DB:
-            out.append((prompt, f"the target is {-rel:.0f} dB below the input: the sound may be "
-                                "absent, or not recognised (another wording may find it)"))
-    return out
 
 
 def separate_codes_file(sep, path: Path, prompts, cond) -> Result:
