@@ -1,7 +1,7 @@
 """Pooled SI-SDRi of one model over several `codecsep eval` folders (draws of one protocol).
 
     python scripts/pool_draws.py results/eval/codecsep/two_source-label-extract \
-        results/eval/draws/codecsep/two_source-seed{1,2,3,4}
+        results/eval/draws/codecsep/two_source-test-seed{1,2,3,4}
 
 Prints the mean over all items, its 95% bootstrap CI (too narrow: draws reuse the split's clips),
 each draw's mean, and the share of items below 0 dB.
