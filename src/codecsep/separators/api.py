@@ -100,13 +100,21 @@ def quiet_targets(wav: torch.Tensor, targets: torch.Tensor, prompts) -> list[tup
     """Prompts whose target came out far below the input (wav (C, T), targets (P, C, T)): the
     sound may be absent, or the masker did not recognise it (`scripts/absent_prompts.py`: on
     VALID, 26% of absent prompts and 2% of present ones come out below -25 dB)."""
+    level = _level_db(wav)
     out = []
     for prompt, target in zip(prompts, targets):
-        rel = _level_db(target) - _level_db(wav)
+        rel = _level_db(target) - level
         if rel < QUIET_TARGET_DB:
             out.append((prompt, f"the target is {-rel:.0f} dB below the input: the sound may be "
                                 "absent, or not recognised (another wording may find it)"))
     return out
+
+
+def separation_notes(wav: torch.Tensor, targets: torch.Tensor, prompts, sample_rate: int) -> list[str]:
+    """What to tell the user about one separation: the input's problems if it has any, else the
+    prompts whose target came out near-silent."""
+    notes = input_warnings(wav, sample_rate)
+    return notes or [f"{p!r}: {n}" for p, n in quiet_targets(wav, targets, prompts)]
 
 
 def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
@@ -131,9 +139,7 @@ def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
     else:
         wav = _as_waveform(path_or_array, sep, sample_rate)
         wav = to_mono(wav) if mono else wav
-    notes = input_warnings(wav, sep.sample_rate)
     out = sep.separate(wav, prompts)
-    notes += [] if notes else [f"{p!r}: {n}" for p, n in quiet_targets(wav, out["target"], prompts)]
-    for note in notes:
+    for note in separation_notes(wav, out["target"], prompts, sep.sample_rate):
         warnings.warn(note, stacklevel=2)
     return {**out, "sample_rate": sep.sample_rate, "prompts": prompts}

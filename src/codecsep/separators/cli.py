@@ -28,7 +28,7 @@ from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_aud
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
-from .api import get_separator, input_warnings, quiet_targets, read_input, slug
+from .api import get_separator, read_input, separation_notes, slug
 from .postfilter import PostFilter
 from .separator import check_prompts
 
@@ -201,13 +201,9 @@ def separate_audio(sep, path: Path, prompts, cond, mono: bool) -> Result:
     if file_rate != sep.sample_rate:
         tqdm.write(f"codecsep: {path}: resampling {file_rate} Hz -> {sep.sample_rate} Hz "
                    f"(outputs are at {sep.sample_rate} Hz)", file=sys.stderr)
-    notes = input_warnings(wav, sep.sample_rate)
-    for note in notes:
-        tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
     rows = sep.separate(wav, prompts, cond=cond)
-    if not notes:
-        for prompt, note in quiet_targets(wav, rows["target"], prompts):
-            tqdm.write(f"codecsep: note: {path}: {prompt!r}: {note}", file=sys.stderr)
+    for note in separation_notes(wav, rows["target"], prompts, sep.sample_rate):
+        tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
     return Result(rows, wav.shape[-1], False)
 
 
