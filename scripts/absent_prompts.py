@@ -1,61 +1,84 @@
-"""How loud is the output for a prompt whose sound is not in the mixture?
+"""What does a separator return for a prompt whose sound is not in the mixture?
 
     python scripts/absent_prompts.py --model codecsep --n 50 > results/.../absent.md
+    python scripts/absent_prompts.py --n 100 --protocol three_source --split test \
+        --csv results/.../presence-test-three.csv      # one feature row per prompt
 
-For the first N mixtures of a two-source evaluation set, each mixture is separated with one of its
-own labels (present) and with a label of another class drawn from the same set (absent). A
-separator that knows a sound is missing returns near silence for it; the table gives the target's
-level relative to the mixture (dB) for both kinds of prompt.
+For the first N mixtures of an evaluation set, each target source is separated with its own
+prompt (present) and with a prompt for another class of the same set that is not in the mixture
+(absent), in one pass. The table gives the target's level relative to the mixture for both kinds;
+`--csv` also writes the presence features of `codecsep.separators.presence` for every prompt, which
+`scripts/fit_presence.py` turns into the detector behind the CLI's "may be absent" warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 from dataclasses import replace
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from codecsep.evaluate import PromptSource, ensure_eval_set, eval_items, load_model, run_model
-
-
-def level_db(x: torch.Tensor, ref: torch.Tensor) -> float:
-    return float(10 * torch.log10(x.double().pow(2).mean() / ref.double().pow(2).mean() + 1e-30))
+from codecsep.separators.presence import FEATURES, presence_features
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="codecsep")
     ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
     ap.add_argument("--split", default="valid")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prompt-mode", default="label", choices=("label", "heldout"))
     ap.add_argument("--manifest", default="data/corpus/manifest.jsonl")
+    ap.add_argument("--csv", default="", help="write one row of presence features per prompt here")
     a = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model(a.model)
-    es = ensure_eval_set("two_source", a.n, "data/eval", a.manifest, a.seed, 100, a.split)
-    items = eval_items(es, a.n, "two_source", "label", PromptSource(None))
+    prompts = PromptSource(a.manifest)
+    es = ensure_eval_set(a.protocol, a.n, "data/eval", a.manifest, a.seed, 100, a.split)
+    items = eval_items(es, a.n, a.protocol, a.prompt_mode, prompts)
     labels = sorted({it.label for it in items})
     rng = np.random.default_rng(a.seed)
-    present, absent = [], []
-    for it in items:
+    rows = []
+    for it in tqdm(items, desc="items", unit="item"):
         m = es[it.index]
         here = {r["label"] for r in es.rows[it.mixture_id]}
-        other = rng.choice([lab for lab in labels if lab not in here])
-        mix = torch.from_numpy(m.mixture)
-        est = run_model(model, m.mixture, m.sources, [it, replace(it, prompt=str(other))])  # one pass
-        present.append(level_db(est["target"][0], mix))
-        absent.append(level_db(est["target"][1], mix))
-    print(f"# Output level for present and absent prompts ({a.model}, two_source {a.split} seed {a.seed}, "
-          f"{len(items)} mixtures)\n")
+        other = str(rng.choice([lab for lab in labels if lab not in here]))
+        if a.prompt_mode == "heldout":
+            opts = prompts.options("heldout", other, "")
+            other = opts[int(rng.integers(len(opts)))]
+        pair = [it, replace(it, prompt=other)]
+        est = run_model(model, m.mixture, m.sources, pair)  # one pass for both prompts
+        feats = presence_features(torch.from_numpy(m.mixture), est["target"], est["residual"],
+                                  [p.prompt for p in pair], 16000)
+        for present, p, f in zip((1, 0), pair, feats):
+            rows.append({"mixture_id": it.mixture_id, "source_index": it.source_index,
+                         "label": it.label, "prompt": p.prompt, "present": present, **f})
+    if a.csv:
+        with open(a.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows({k: f"{v:.5f}" if isinstance(v, float) else v for k, v in r.items()}
+                        for r in rows)
+    print(f"# Output level for present and absent prompts ({a.model}, {a.protocol} {a.split} "
+          f"seed {a.seed}, {a.prompt_mode} prompts, {len(items)} items of {a.n} mixtures)\n")
     print("| prompt | median dB | 10th pct | 90th pct | share below -25 dB |")
     print("|---|---|---|---|---|")
-    for name, v in (("present (its own label)", present), ("absent (another class)", absent)):
-        v = np.array(v)
+    for name, present in (("present (its own)", 1), ("absent (another class)", 0)):
+        v = np.array([r["level"] for r in rows if r["present"] == present])
         print(f"| {name} | {np.median(v):.1f} | {np.percentile(v, 10):.1f} | {np.percentile(v, 90):.1f} "
               f"| {100 * np.mean(v < -25):.0f}% |")
-    print(f"\nReproduce: `python scripts/absent_prompts.py --model {a.model} --n {a.n} --split {a.split} "
-          f"--seed {a.seed}`")
+    print("\n| feature | median, present | median, absent |\n|---|---|---|")
+    for f in FEATURES:
+        med = [np.median([r[f] for r in rows if r["present"] == p]) for p in (1, 0)]
+        print(f"| {f} | {med[0]:.3f} | {med[1]:.3f} |")
+    print(f"\nReproduce: `python scripts/absent_prompts.py --model {a.model} --n {a.n} --protocol "
+          f"{a.protocol} --split {a.split} --seed {a.seed} --prompt-mode {a.prompt_mode}"
+          + (f" --csv {a.csv}`" if a.csv else "`"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""Is the prompted sound in the mixture at all? A check on one separation's outputs.
+
+A masker asked for a sound that is not there still returns part of the mixture
+(`scripts/absent_prompts.py`). This module scores each (mixture, prompt) from what one pass
+already produced, with the shipped audio encoder (audio -> the MiniLM text space):
+
+    feats = presence_features(mixture, out["target"], out["residual"], prompts, sr)
+    detector = PresenceDetector.load()          # fitted by scripts/absent_prompts.py --fit
+    detector.absent(feats)                      # [True, False, ...]: prompts to warn about
+
+Features (one dict per prompt):
+  level         target level minus mixture level (dB)
+  sem_target    cosine(audio embedding of the target, text embedding of the prompt)
+  sem_residual  the same for what is left
+  sem_mixture   the same for the mixture
+  contrast      sem_target - sem_residual: a sound that is there is cut out and leaves the rest
+  z_target      sem_target as a z-score among the target's cosines with the corpus's class names
+                (a raw cosine depends on the class: some names sit closer to every sound)
+  z_mixture     the same for the mixture
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..codecs import ASSETS
+from ..errors import CodecSepError
+
+FEATURES = ("level", "sem_target", "sem_residual", "sem_mixture", "contrast", "z_target", "z_mixture")
+DEFAULT_DETECTOR = ASSETS / "presence.json"
+
+
+def _level_db(x: torch.Tensor) -> float:
+    return 10 * math.log10(x.double().pow(2).mean().item() + 1e-30)
+
+
+def _vocabulary() -> list[str]:
+    from ..data.captions import CAPTIONS
+
+    return list(CAPTIONS)
+
+
+def _zscore(value: torch.Tensor, audio_emb: torch.Tensor, vocab_emb: torch.Tensor) -> float:
+    """How far a prompt's cosine with one audio embedding stands above the vocabulary's."""
+    ref = vocab_emb @ audio_emb
+    return float((value - ref.mean()) / (ref.std() + 1e-6))
+
+
+def presence_features(mixture: torch.Tensor, targets: torch.Tensor, residuals: torch.Tensor,
+                      prompts, sample_rate: int, encoder=None) -> list[dict]:
+    """mixture (C, T) or (T,); targets / residuals (P, C, T) or (P, T); one prompt per row."""
+    from ..text.audio_encoder import shipped_audio_encoder
+
+    encoder = encoder or shipped_audio_encoder()
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if len(targets) != len(prompts) or len(residuals) != len(prompts):
+        raise CodecSepError(f"{len(prompts)} prompt(s) for {len(targets)} target(s) and "
+                            f"{len(residuals)} residual(s)")
+    text, vocab = encoder.embed_text(prompts), encoder.embed_text(_vocabulary())
+    mix_emb = encoder.embed(mixture, sample_rate)
+    mix_db = _level_db(mixture)
+    rows = []
+    for p, (t, r) in enumerate(zip(targets, residuals)):
+        t_emb = encoder.embed(t, sample_rate)
+        st, sm = text[p] @ t_emb, text[p] @ mix_emb
+        sr = float(text[p] @ encoder.embed(r, sample_rate))
+        rows.append({"level": _level_db(t) - mix_db, "sem_target": float(st), "sem_residual": sr,
+                     "sem_mixture": float(sm), "contrast": float(st) - sr,
+                     "z_target": _zscore(st, t_emb, vocab), "z_mixture": _zscore(sm, mix_emb, vocab)})
+    return rows
+
+
+@dataclass
+class PresenceDetector:
+    """Logistic regression on standardised features; P(present) below `threshold` = flagged."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float
+    fitted_by: str = ""
+
+    def __post_init__(self):
+        unknown = set(self.features) - set(FEATURES)
+        if unknown:
+            raise CodecSepError(f"unknown presence feature(s) {sorted(unknown)}: use {FEATURES}")
+        if not len(self.features) == len(self.mean) == len(self.std) == len(self.weights):
+            raise CodecSepError("a presence detector needs one mean, std and weight per feature")
+
+    def probability(self, rows: list[dict]) -> list[float]:
+        """P(the prompted sound is present) for each feature row."""
+        out = []
+        for row in rows:
+            z = self.bias + sum(w * (row[f] - m) / s for f, m, s, w
+                                in zip(self.features, self.mean, self.std, self.weights))
+            out.append(1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0))))
+        return out
+
+    def absent(self, rows: list[dict]) -> list[bool]:
+        return [p < self.threshold for p in self.probability(rows)]
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path=None) -> PresenceDetector:
+        path = Path(path or DEFAULT_DETECTOR)
+        if not path.is_file():
+            raise CodecSepError(f"no presence detector at {path}")
+        d = json.loads(path.read_text())
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

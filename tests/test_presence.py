@@ -1,0 +1,74 @@
+"""The presence check: its features from one separation's outputs, and the logistic detector."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codecsep.errors import CodecSepError
+from codecsep.separators.presence import FEATURES, PresenceDetector, presence_features
+from codecsep.text.audio_encoder import AudioEncoder, AudioEncoderConfig
+from codecsep.text.base import get_text_encoder
+
+SR = 16000
+TINY = AudioEncoderConfig(n_bands=16, channels=24, depth=2, embed_dim=32, text_encoder="hash")
+
+
+def tiny_encoder() -> AudioEncoder:
+    torch.manual_seed(0)
+    return AudioEncoder(TINY, text_encoder=get_text_encoder("hash", dim=TINY.embed_dim)).eval()
+
+
+def test_features_are_the_levels_and_cosines_of_the_outputs():
+    enc = tiny_encoder()
+    mix = torch.randn(1, SR) * 0.1
+    targets = torch.stack([0.5 * mix, 0.01 * mix])  # -6 dB, -40 dB
+    residuals = mix[None] - targets
+    rows = presence_features(mix, targets, residuals, ["dog", "piano"], SR, encoder=enc)
+    assert len(rows) == 2 and all(set(r) == set(FEATURES) for r in rows)
+    assert rows[0]["level"] == pytest.approx(-6.02, abs=0.01)
+    assert rows[1]["level"] == pytest.approx(-40.0, abs=0.01)
+    text = enc.embed_text(["dog"])[0]
+    assert rows[0]["sem_target"] == pytest.approx(float(text @ enc.embed(targets[0])), abs=1e-5)
+    assert rows[0]["sem_mixture"] == pytest.approx(float(text @ enc.embed(mix)), abs=1e-5)
+    for r in rows:
+        assert r["contrast"] == pytest.approx(r["sem_target"] - r["sem_residual"], abs=1e-6)
+    with pytest.raises(CodecSepError, match="1 prompt"):
+        presence_features(mix, targets, residuals, ["dog"], SR, encoder=enc)
+
+
+def test_the_detector_is_a_logistic_regression_with_a_threshold(tmp_path):
+    det = PresenceDetector(("level", "contrast"), (-10.0, 0.1), (10.0, 0.1), (1.0, 0.5), 0.0, 0.3)
+    rows = [{"level": lv, "contrast": 0.1} for lv in (-40.0, -10.0, 0.0)]
+    p = det.probability(rows)
+    assert p[1] == pytest.approx(0.5) and p[0] < p[1] < p[2]
+    assert det.absent(rows) == [True, False, False]
+    back = PresenceDetector.load(det.save(tmp_path / "d.json"))
+    assert back == det
+    with pytest.raises(CodecSepError, match="unknown presence feature"):
+        PresenceDetector(("loudness",), (0.0,), (1.0,), (1.0,), 0.0, 0.5)
+    with pytest.raises(CodecSepError, match="one mean, std and weight"):
+        PresenceDetector(("level",), (0.0, 1.0), (1.0,), (1.0,), 0.0, 0.5)
+    with pytest.raises(CodecSepError, match="no presence detector"):
+        PresenceDetector.load(tmp_path / "missing.json")
+
+
+def test_fit_separates_present_from_absent_rows_and_keeps_the_asked_share(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "scripts" / "fit_presence.py"
+    spec = importlib.util.spec_from_file_location("fit_presence", path)
+    fp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fp)
+    rng = np.random.default_rng(0)
+    y = np.repeat([1, 0], 200)
+    x = {f: rng.standard_normal(400) for f in FEATURES}
+    x["level"] = np.where(y == 1, -4.0, -14.0) + 4 * rng.standard_normal(400)  # informative
+    det = fp.fit(x, y, ("level", "sem_residual"), keep=0.9)
+    s = fp.scores(det, x, y)
+    assert s["auc"] > 0.9 and s["present_flagged"] == pytest.approx(0.1, abs=0.01)
+    assert abs(det.weights[0]) > 5 * abs(det.weights[1])  # the noise feature gets little weight
+    assert fp.auc(np.array([3.0, 2.0, 1.0, 0.0]), np.array([1, 1, 0, 0])) == 1.0
+    assert fp.auc(np.array([1.0, 1.0]), np.array([1, 0])) == 0.5
