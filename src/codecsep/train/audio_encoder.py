@@ -44,6 +44,8 @@ class AudioEncoderRecipe:
     max_clips_per_label: int = 0  # a random subset of the train split per label (0 = all)
     max_clip_seconds: float = 30.0  # levels are precomputed for this much of each clip
     eval_seconds: float = 5.0  # clips are cut to this for the valid and test reports
+    p_mix: float = 0.0  # share of rows with a clip of another label added under the captioned one
+    mix_snr_db: tuple[float, float] = (0.0, 20.0)  # how far below the captioned clip it sits
     seed: int = 0
 
 
@@ -85,9 +87,21 @@ class LevelBank:
         return best
 
 
+def add_under(levels: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
+    """Band levels (dB) of the sum of two uncorrelated sounds, `other` scaled to sit `snr_db`
+    below `levels` in mean power: powers add (what a separated estimate with leakage, or a
+    mixture with a louder captioned source, looks like to the encoder)."""
+    def mean_db(x):
+        return 10 * np.log10(np.mean(10 ** (x / 10)) + 1e-30)
+
+    shift = mean_db(levels) - mean_db(other) - snr_db
+    return (10 * np.log10(10 ** (levels / 10) + 10 ** ((other + shift) / 10))).astype(np.float32)
+
+
 def contrastive_batches(levels: LevelBank, prompts: PromptTable, recipe: AudioEncoderRecipe,
                         frame_rate: float, seed: int):
-    """Yields (band levels (B, K, F), text embeddings (B, E)), one distinct label per row."""
+    """Yields (band levels (B, K, F), text embeddings (B, E)), one distinct label per row; with
+    `recipe.p_mix`, some rows also hold a quieter clip of another label (`add_under`)."""
     rng = np.random.default_rng(seed)
     bank, frames = levels.bank, int(recipe.seconds * frame_rate)
     b = min(recipe.batch_size, len(bank.labels))
@@ -97,6 +111,11 @@ def contrastive_batches(levels: LevelBank, prompts: PromptTable, recipe: AudioEn
             label = bank.labels[li]
             idx = bank.by_label[label]
             seg = levels.crop(idx[rng.integers(len(idx))], frames, rng)
+            if rng.random() < recipe.p_mix:
+                others = [k for k in range(len(bank.labels)) if k != li]
+                oidx = bank.by_label[bank.labels[others[rng.integers(len(others))]]]
+                seg = add_under(seg, levels.crop(oidx[rng.integers(len(oidx))], frames, rng),
+                                rng.uniform(*recipe.mix_snr_db))
             tilt = rng.uniform(-recipe.tilt_db, recipe.tilt_db) * np.linspace(-0.5, 0.5, len(seg))
             rows.append(seg + tilt[:, None].astype(np.float32))
             texts.append(prompts.sample(label, rng))
