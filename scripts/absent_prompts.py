@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from codecsep.evaluate import PromptSource, ensure_eval_set, eval_items, load_model, run_model
 from codecsep.separators.presence import FEATURES, presence_features
+from codecsep.text.audio_encoder import AudioEncoder
 
 
 def main() -> None:
@@ -32,12 +33,14 @@ def main() -> None:
     ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
     ap.add_argument("--split", default="valid")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--prompt-mode", default="label", choices=("label", "heldout"))
+    ap.add_argument("--prompt-mode", default="label", choices=("label", "caption", "heldout"))
     ap.add_argument("--manifest", default="data/corpus/manifest.jsonl")
     ap.add_argument("--csv", default="", help="write one row of presence features per prompt here")
+    ap.add_argument("--audio-encoder", default="", help="the features' audio encoder (default: shipped)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model(a.model)
+    encoder = AudioEncoder.load(a.audio_encoder).eval() if a.audio_encoder else None
     prompts = PromptSource(a.manifest)
     es = ensure_eval_set(a.protocol, a.n, "data/eval", a.manifest, a.seed, 100, a.split)
     items = eval_items(es, a.n, a.protocol, a.prompt_mode, prompts)
@@ -48,13 +51,13 @@ def main() -> None:
         m = es[it.index]
         here = {r["label"] for r in es.rows[it.mixture_id]}
         other = str(rng.choice([lab for lab in labels if lab not in here]))
-        if a.prompt_mode == "heldout":
-            opts = prompts.options("heldout", other, "")
+        if a.prompt_mode != "label":  # a phrasing of the other class of the same kind
+            opts = prompts.options(a.prompt_mode, other, "")
             other = opts[int(rng.integers(len(opts)))]
         pair = [it, replace(it, prompt=other)]
         est = run_model(model, m.mixture, m.sources, pair)  # one pass for both prompts
         feats = presence_features(torch.from_numpy(m.mixture), est["target"], est["residual"],
-                                  [p.prompt for p in pair], 16000)
+                                  [p.prompt for p in pair], 16000, encoder)
         for present, p, f in zip((1, 0), pair, feats):
             rows.append({"mixture_id": it.mixture_id, "source_index": it.source_index,
                          "label": it.label, "prompt": p.prompt, "present": present, **f})
@@ -78,7 +81,8 @@ def main() -> None:
         print(f"| {f} | {med[0]:.3f} | {med[1]:.3f} |")
     print(f"\nReproduce: `python scripts/absent_prompts.py --model {a.model} --n {a.n} --protocol "
           f"{a.protocol} --split {a.split} --seed {a.seed} --prompt-mode {a.prompt_mode}"
-          + (f" --csv {a.csv}`" if a.csv else "`"))
+          + (f" --csv {a.csv}" if a.csv else "")
+          + (f" --audio-encoder {a.audio_encoder}`" if a.audio_encoder else "`"))
 
 
 if __name__ == "__main__":

@@ -288,3 +288,17 @@ def test_query_audio_bad_input_exits_2_with_one_line(models, tmp_path, capsys):
         code, _, err = run(argv, capsys)
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
         assert not (tmp_path / "out").exists()
+
+
+def test_add_under_sums_powers_with_the_other_clip_at_the_asked_level():
+    from codecsep.train.audio_encoder import add_under
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-60, -20, (16, 50)).astype(np.float32)
+    b = rng.uniform(-60, -20, (16, 50)).astype(np.float32)
+    out = add_under(a, b, snr_db=10.0)
+    power = 10 ** (out / 10)
+    pa, pb = 10 ** (a / 10), power - 10 ** (a / 10)  # what was added
+    assert (out >= a - 1e-4).all() and out.dtype == np.float32
+    assert 10 * np.log10(pa.mean() / pb.mean()) == pytest.approx(10.0, abs=1e-3)
+    assert np.abs(add_under(a, b, snr_db=80.0) - a).max() < 0.01  # far below: nothing changes
