@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--manifest", default="data/corpus/manifest.jsonl")
     ap.add_argument("--csv", default="", help="write one row of presence features per prompt here")
     ap.add_argument("--audio-encoder", default="", help="the features' audio encoder (default: shipped)")
+    ap.add_argument("--anchored", action="store_true",
+                    help="features from the separator's anchored prompt embeddings (separator.embed)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model(a.model)
@@ -57,7 +59,8 @@ def main() -> None:
         pair = [it, replace(it, prompt=other)]
         est = run_model(model, m.mixture, m.sources, pair)  # one pass for both prompts
         feats = presence_features(torch.from_numpy(m.mixture), est["target"], est["residual"],
-                                  [p.prompt for p in pair], 16000, encoder)
+                                  [p.prompt for p in pair], 16000, encoder,
+                                  model.embed([p.prompt for p in pair]) if a.anchored else None)
         for present, p, f in zip((1, 0), pair, feats):
             rows.append({"mixture_id": it.mixture_id, "source_index": it.source_index,
                          "label": it.label, "prompt": p.prompt, "present": present, **f})
@@ -82,7 +85,8 @@ def main() -> None:
     print(f"\nReproduce: `python scripts/absent_prompts.py --model {a.model} --n {a.n} --protocol "
           f"{a.protocol} --split {a.split} --seed {a.seed} --prompt-mode {a.prompt_mode}"
           + (f" --csv {a.csv}" if a.csv else "")
-          + (f" --audio-encoder {a.audio_encoder}`" if a.audio_encoder else "`"))
+          + (f" --audio-encoder {a.audio_encoder}" if a.audio_encoder else "")
+          + (" --anchored`" if a.anchored else "`"))
 
 
 if __name__ == "__main__":

@@ -52,8 +52,11 @@ def _zscore(value: torch.Tensor, audio_emb: torch.Tensor, vocab_emb: torch.Tenso
 
 
 def presence_features(mixture: torch.Tensor, targets: torch.Tensor, residuals: torch.Tensor,
-                      prompts, sample_rate: int, encoder=None) -> list[dict]:
-    """mixture (C, T) or (T,); targets / residuals (P, C, T) or (P, T); one prompt per row."""
+                      prompts, sample_rate: int, encoder=None,
+                      text: torch.Tensor | None = None) -> list[dict]:
+    """mixture (C, T) or (T,); targets / residuals (P, C, T) or (P, T); one prompt per row.
+    `text`: the prompts' (P, E) unit-norm embeddings in the encoder's text space, if not the
+    raw ones (e.g. a separator's anchored embeddings, `separator.embed(prompts)`)."""
     from ..text.audio_encoder import shipped_audio_encoder
 
     encoder = encoder or shipped_audio_encoder()
@@ -61,7 +64,8 @@ def presence_features(mixture: torch.Tensor, targets: torch.Tensor, residuals: t
     if len(targets) != len(prompts) or len(residuals) != len(prompts):
         raise CodecSepError(f"{len(prompts)} prompt(s) for {len(targets)} target(s) and "
                             f"{len(residuals)} residual(s)")
-    text, vocab = encoder.embed_text(prompts), encoder.embed_text(_vocabulary())
+    text = encoder.embed_text(prompts) if text is None else text.float()
+    vocab = encoder.embed_text(_vocabulary())
     mix_emb = encoder.embed(mixture, sample_rate)
     mix_db = _level_db(mixture)
     rows = []
