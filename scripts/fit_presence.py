@@ -1,7 +1,7 @@
 """Fit and check the presence detector on feature tables from `scripts/absent_prompts.py --csv`.
 
     python scripts/fit_presence.py cv A.csv B.csv            # fit on A, score on B, and back
-    python scripts/fit_presence.py fit A.csv B.csv --features contrast -o src/codecsep/assets/presence.json
+    python scripts/fit_presence.py fit A.csv B.csv --features level,contrast [--text anchored] -o D.json
     python scripts/fit_presence.py report DETECTOR.json T.csv [T2.csv ...]
 
 Candidates in `cv`: a logistic regression on each single feature and on all of them. `fit` sets
@@ -34,7 +34,8 @@ def auc(score: np.ndarray, y: np.ndarray) -> float:
                  / (len(pos) * len(neg)))
 
 
-def fit(x: dict, y: np.ndarray, features, keep: float = 0.95, l2: float = 1e-3) -> PresenceDetector:
+def fit(x: dict, y: np.ndarray, features, keep: float = 0.95, l2: float = 1e-3,
+        text: str = "raw") -> PresenceDetector:
     m = np.array([x[f].mean() for f in features])
     s = np.array([x[f].std() + 1e-9 for f in features])
     z = torch.tensor(np.stack([(x[f] - mi) / si for f, mi, si in zip(features, m, s)], 1))
@@ -52,7 +53,7 @@ def fit(x: dict, y: np.ndarray, features, keep: float = 0.95, l2: float = 1e-3) 
     opt.step(closure)
     det = PresenceDetector(tuple(features), tuple(m.tolist()), tuple(s.tolist()),
                            tuple(w.detach().tolist()), float(b.detach()), 0.5,
-                           " ".join(shlex.quote(a) for a in ["python"] + sys.argv))
+                           " ".join(shlex.quote(a) for a in ["python"] + sys.argv), text)
     p = np.array(det.probability(rows_of(x)))
     det.threshold = float(np.quantile(p[y == 1], 1 - keep))
     return det
@@ -76,6 +77,8 @@ def main() -> None:
     ap.add_argument("--features", default=",".join(FEATURES))
     ap.add_argument("--keep", type=float, default=0.95, help="share of present prompts to pass")
     ap.add_argument("-o", "--out", default="")
+    ap.add_argument("--text", default="raw", choices=("raw", "anchored"),
+                    help="the prompt embeddings the tables were made with (absent_prompts.py --anchored)")
     a = ap.parse_args()
     if a.mode == "cv":
         if len(a.paths) != 2:
@@ -90,7 +93,7 @@ def main() -> None:
                   f"{r[1]['present_flagged']:.0%} | {r[0]['absent_flagged']:.0%}, "
                   f"{r[1]['absent_flagged']:.0%} |")
     elif a.mode == "fit":
-        det = fit(*read(a.paths), tuple(a.features.split(",")), a.keep)
+        det = fit(*read(a.paths), tuple(a.features.split(",")), a.keep, text=a.text)
         print(det)
         if a.out:
             det.save(a.out)

@@ -72,3 +72,36 @@ def test_fit_separates_present_from_absent_rows_and_keeps_the_asked_share(tmp_pa
     assert abs(det.weights[0]) > 5 * abs(det.weights[1])  # the noise feature gets little weight
     assert fp.auc(np.array([3.0, 2.0, 1.0, 0.0]), np.array([1, 1, 0, 0])) == 1.0
     assert fp.auc(np.array([1.0, 1.0]), np.array([1, 0])) == 0.5
+
+
+def test_the_check_is_off_until_one_is_installed_and_uses_the_separators_prompts(
+        tmp_path, monkeypatch):
+    from codecsep.separators import presence
+
+    monkeypatch.setattr(presence, "DEFAULT_PRESENCE", tmp_path / "none")
+    assert presence.PresenceCheck.load() is None
+    with pytest.raises(CodecSepError, match="no audio encoder"):
+        presence.PresenceCheck.load(tmp_path / "none")
+    enc = tiny_encoder()
+    folder = tmp_path / "check"
+    enc.save(folder / "audio-encoder")
+    PresenceDetector(("level",), (-10.0,), (5.0,), (1.0,), 0.0, 0.3, text="anchored").save(
+        folder / "detector.json")
+    check = presence.PresenceCheck.load(folder)
+    assert check.detector.text == "anchored"
+
+    class Sep:  # the two things the check reads from a separator
+        sample_rate, text_dim = SR, TINY.embed_dim
+        config = type("C", (), {"text_encoder": "hash"})()
+
+        def embed(self, prompts):
+            return torch.nn.functional.normalize(torch.ones(len(prompts), TINY.embed_dim), dim=-1)
+
+    sep = Sep()
+    assert torch.equal(check.prompt_embeddings(sep, ["a", "b"]), sep.embed(["a", "b"]))
+    sep.text_dim = 16  # another text space: raw prompt embeddings
+    assert check.prompt_embeddings(sep, ["a"]) is None
+    mix = torch.randn(1, SR) * 0.1
+    p = check.probabilities(sep, mix, torch.stack([mix, 1e-3 * mix]), torch.stack([0 * mix, mix]),
+                            ["dog", "cat"])
+    assert len(p) == 2 and p[0] > 0.5 > p[1]

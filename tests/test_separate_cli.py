@@ -243,3 +243,39 @@ def test_a_target_far_below_its_input_is_noted():
     targets = torch.stack([0.5 * wav, 1e-3 * wav])  # -6 dB and -60 dB
     notes = quiet_targets(wav, targets, ["piano", "dog"])
     assert [p for p, _ in notes] == ["dog"] and "60 dB below the input" in notes[0][1]
+
+
+def test_prompts_the_presence_check_flags_are_warned_about_and_outputs_are_unchanged(
+        model, tmp_path, capsys, monkeypatch):
+    from codecsep.separators import api
+    from codecsep.separators.presence import PresenceCheck, PresenceDetector, presence_features
+    from codecsep.text.audio_encoder import AudioEncoder, AudioEncoderConfig
+    from codecsep.text.base import get_text_encoder
+
+    monkeypatch.setattr(api, "installed_presence_check", lambda: None)
+    wav = write_wav(tmp_path / "a.wav")
+    args = [wav, "-p", "dog", "-p", "piano", "--model", model]
+    assert run([*args, "-o", tmp_path / "plain"], capsys)[0] == 0
+    mix = torch.from_numpy(sf.read(wav, dtype="float32")[0])[None]
+    out = codecsep.separate(str(wav), ["dog", "piano"], model=model)
+    assert out["presence"] is None  # no check installed: no presence
+    cfg = AudioEncoderConfig(n_bands=16, channels=24, depth=2, embed_dim=32, text_encoder="hash")
+    torch.manual_seed(0)
+    encoder = AudioEncoder(cfg, text_encoder=get_text_encoder("hash", dim=32)).eval()
+    sem = [r["sem_target"] for r in presence_features(mix, out["target"], out["residual"],
+                                                      ["dog", "piano"], SR, encoder)]
+    lower = int(np.argmin(sem))
+    # P(present) rises with `sem_target`; 0.5 between the two prompts' values
+    detector = PresenceDetector(("sem_target",), (sum(sem) / 2,), (abs(sem[0] - sem[1]) / 4,),
+                                (1.0,), 0.0, 0.5)
+    monkeypatch.setattr(api, "installed_presence_check", lambda: PresenceCheck(encoder, detector))
+    code, _, err = run([*args, "-o", tmp_path / "checked"], capsys)
+    assert code == 0
+    for k, prompt in enumerate(("dog", "piano")):
+        assert (f"'{prompt}': the sound may not be in the input" in err) == (k == lower), err
+    for name in ("dog.wav", "piano.wav"):  # the check only warns
+        assert digest(tmp_path / "plain" / "a" / name) == digest(tmp_path / "checked" / "a" / name)
+    with pytest.warns(UserWarning, match="may not be in the input"):
+        found = codecsep.separate(str(wav), ["dog", "piano"], model=model)["presence"]
+    assert found["absent"] == [k == lower for k in range(2)]
+    assert found["probability"][lower] < 0.5 < found["probability"][1 - lower]

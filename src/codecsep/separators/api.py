@@ -110,11 +110,38 @@ def quiet_targets(wav: torch.Tensor, targets: torch.Tensor, prompts) -> list[tup
     return out
 
 
-def separation_notes(wav: torch.Tensor, targets: torch.Tensor, prompts, sample_rate: int) -> list[str]:
+@functools.lru_cache(maxsize=1)
+def installed_presence_check():
+    """The presence check installed with the package (`separators.presence`), or None."""
+    from .presence import PresenceCheck
+
+    return PresenceCheck.load()
+
+
+def presence(sep: TextQueriedSeparator, wav: torch.Tensor, out: dict, prompts,
+             check=None) -> dict | None:
+    """{"probability": P(the prompted sound is in the input) per prompt, "absent": flagged or
+    not}, from `check` or the installed presence check; None without one, or when the input
+    itself is silent or very short (its warnings say more)."""
+    check = check or installed_presence_check()
+    if check is None or input_warnings(wav, sep.sample_rate):
+        return None
+    p = check.probabilities(sep, wav, out["target"], out["residual"], prompts)
+    return {"probability": p, "absent": [v < check.detector.threshold for v in p]}
+
+
+def separation_notes(wav: torch.Tensor, targets: torch.Tensor, prompts, sample_rate: int,
+                     presence: dict | None = None) -> list[str]:
     """What to tell the user about one separation: the input's problems if it has any, else the
-    prompts whose target came out near-silent."""
+    prompts the presence check flagged and those whose target came out near-silent."""
     notes = input_warnings(wav, sample_rate)
-    return notes or [f"{p!r}: {n}" for p, n in quiet_targets(wav, targets, prompts)]
+    if notes:
+        return notes
+    flagged = {p: v for p, v, a in zip(prompts, presence["probability"], presence["absent"])
+               if a} if presence else {}
+    notes = [f"{p!r}: the sound may not be in the input (P(present) {v:.2f}): what came out is "
+             "the nearest thing the separator found" for p, v in flagged.items()]
+    return notes + [f"{p!r}: {n}" for p, n in quiet_targets(wav, targets, prompts) if p not in flagged]
 
 
 def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
@@ -127,8 +154,9 @@ def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
     model: a separator (CodecSep, hierarchical, ResUNet), a checkpoint directory of one, or None
         for the shipped default.
     mono: downmix the channels first (default: each channel is separated on its own).
-    Returns {"target": (P, C, T), "residual": (P, C, T), "sample_rate": int, "prompts": list};
-    "residual" is the mixture minus the target: use it to *remove* the prompted sound.
+    Returns {"target": (P, C, T), "residual": (P, C, T), "sample_rate": int, "prompts": list,
+    "presence": `presence()`'s dict or None}; "residual" is the mixture minus the target: use it
+    to *remove* the prompted sound.
     """
     prompts = check_prompts(prompts)
     sep = get_separator(model)
@@ -140,6 +168,7 @@ def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
         wav = _as_waveform(path_or_array, sep, sample_rate)
         wav = to_mono(wav) if mono else wav
     out = sep.separate(wav, prompts)
-    for note in separation_notes(wav, out["target"], prompts, sep.sample_rate):
+    found = presence(sep, wav, out, prompts)
+    for note in separation_notes(wav, out["target"], prompts, sep.sample_rate, found):
         warnings.warn(note, stacklevel=2)
-    return {**out, "sample_rate": sep.sample_rate, "prompts": prompts}
+    return {**out, "sample_rate": sep.sample_rate, "prompts": prompts, "presence": found}

@@ -28,7 +28,7 @@ from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_aud
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
-from .api import get_separator, read_input, separation_notes, slug
+from .api import get_separator, presence, read_input, separation_notes, slug
 from .postfilter import PostFilter
 from .separator import check_prompts
 
@@ -196,13 +196,14 @@ class Result:
     is_codes: bool
 
 
-def separate_audio(sep, path: Path, prompts, cond, mono: bool) -> Result:
+def separate_audio(sep, path: Path, prompts, cond, mono: bool, text_prompts: bool = True) -> Result:
     wav, file_rate = read_input(path, sep, mono=mono)
     if file_rate != sep.sample_rate:
         tqdm.write(f"codecsep: {path}: resampling {file_rate} Hz -> {sep.sample_rate} Hz "
                    f"(outputs are at {sep.sample_rate} Hz)", file=sys.stderr)
     rows = sep.separate(wav, prompts, cond=cond)
-    for note in separation_notes(wav, rows["target"], prompts, sep.sample_rate):
+    found = presence(sep, wav, rows, prompts) if text_prompts else None  # not for audio queries
+    for note in separation_notes(wav, rows["target"], prompts, sep.sample_rate, found):
         tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
     return Result(rows, wav.shape[-1], False)
 
@@ -246,7 +247,8 @@ def run_job(sep, job: Job, prompts, cond, args, writer: Writer) -> str:
     if args.codes_in:
         result = separate_codes_file(sep, job.source, prompts, cond)
     else:
-        result = separate_audio(sep, job.source, prompts, cond, args.channels == "mono")
+        result = separate_audio(sep, job.source, prompts, cond, args.channels == "mono",
+                                not args.query_audio)
     for out in job.outputs:
         writer.write(result.rows[out.which][out.prompt], result, out.path)
     elapsed = time.perf_counter() - start

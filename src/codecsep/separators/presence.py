@@ -2,11 +2,14 @@
 
 A masker asked for a sound that is not there still returns part of the mixture
 (`scripts/absent_prompts.py`). This module scores each (mixture, prompt) from what one pass
-already produced, with the shipped audio encoder (audio -> the MiniLM text space):
+already produced, with an audio encoder aligned with the text space:
 
     feats = presence_features(mixture, out["target"], out["residual"], prompts, sr)
-    detector = PresenceDetector.load()          # fitted by scripts/absent_prompts.py --fit
+    detector = PresenceDetector.load(path)      # fitted by scripts/fit_presence.py
     detector.absent(feats)                      # [True, False, ...]: prompts to warn about
+
+    check = PresenceCheck.load()                # the installed check (audio encoder + detector),
+    check.probabilities(separator, wav, out["target"], out["residual"], prompts)   # or None
 
 Features (one dict per prompt):
   level         target level minus mixture level (dB)
@@ -32,7 +35,8 @@ from ..codecs import ASSETS
 from ..errors import CodecSepError
 
 FEATURES = ("level", "sem_target", "sem_residual", "sem_mixture", "contrast", "z_target", "z_mixture")
-DEFAULT_DETECTOR = ASSETS / "presence.json"
+DEFAULT_PRESENCE = ASSETS / "presence"  # audio-encoder/ + detector.json, once one passes its check
+TEXT_KINDS = ("raw", "anchored")  # the prompt embedding a detector was fitted on
 
 
 def _level_db(x: torch.Tensor) -> float:
@@ -90,8 +94,11 @@ class PresenceDetector:
     bias: float
     threshold: float
     fitted_by: str = ""
+    text: str = "raw"  # "anchored": fitted on a separator's anchored prompt embeddings
 
     def __post_init__(self):
+        if self.text not in TEXT_KINDS:
+            raise CodecSepError(f"presence detector text {self.text!r}: use one of {TEXT_KINDS}")
         unknown = set(self.features) - set(FEATURES)
         if unknown:
             raise CodecSepError(f"unknown presence feature(s) {sorted(unknown)}: use {FEATURES}")
@@ -116,9 +123,46 @@ class PresenceDetector:
         return path
 
     @classmethod
-    def load(cls, path=None) -> PresenceDetector:
-        path = Path(path or DEFAULT_DETECTOR)
+    def load(cls, path) -> PresenceDetector:
+        path = Path(path)
         if not path.is_file():
             raise CodecSepError(f"no presence detector at {path}")
         d = json.loads(path.read_text())
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class PresenceCheck:
+    """An audio encoder and the detector fitted on its features: P(present) per prompt."""
+
+    encoder: object  # AudioEncoder
+    detector: PresenceDetector
+
+    @classmethod
+    def load(cls, path=None) -> PresenceCheck | None:
+        """A folder with `audio-encoder/` and `detector.json`; None (no check) if the default
+        folder is not installed."""
+        from ..text.audio_encoder import AudioEncoder
+
+        folder = Path(path) if path else DEFAULT_PRESENCE
+        if path is None and not (folder / "detector.json").is_file():
+            return None
+        return cls(AudioEncoder.load(folder / "audio-encoder"),
+                   PresenceDetector.load(folder / "detector.json"))
+
+    def prompt_embeddings(self, separator, prompts) -> torch.Tensor | None:
+        """The separator's anchored embeddings if the detector wants them and they share the
+        encoder's text space; None for the raw ones."""
+        if self.detector.text == "raw":
+            return None
+        same = (getattr(separator, "text_dim", None) == self.encoder.config.embed_dim and
+                getattr(getattr(separator, "config", None), "text_encoder", None)
+                == self.encoder.config.text_encoder)
+        return separator.embed(prompts) if same else None
+
+    @torch.inference_mode()
+    def probabilities(self, separator, wav: torch.Tensor, targets: torch.Tensor,
+                      residuals: torch.Tensor, prompts) -> list[float]:
+        rows = presence_features(wav, targets, residuals, prompts, separator.sample_rate,
+                                 self.encoder, self.prompt_embeddings(separator, prompts))
+        return self.detector.probability(rows)
