@@ -405,8 +405,10 @@ def eval_items(eval_set, n: int, protocol: str, prompt_mode: str, prompts: Promp
 
 
 # =============================================================================== scoring
-def run_model(model, mixture: np.ndarray, sources: np.ndarray, items: list[EvalItem]) -> dict:
-    """Separate one mixture for its items: {"target", "residual"}: (P, T) at 16 kHz."""
+def run_model(model, mixture: np.ndarray, sources: np.ndarray, items: list[EvalItem],
+              cond: torch.Tensor | None = None) -> dict:
+    """Separate one mixture for its items: {"target", "residual"}: (P, T) at 16 kHz. `cond`
+    (P, E): conditioning in place of the items' prompt embeddings (audio queries)."""
     from .audio import resample
 
     sr, length = model.sample_rate, mixture.shape[-1]
@@ -416,7 +418,7 @@ def run_model(model, mixture: np.ndarray, sources: np.ndarray, items: list[EvalI
         src = resample(torch.from_numpy(sources), SAMPLE_RATE, sr)
         out = model.separate(mix, prompts, sources=src, targets=[it.source_index for it in items])
     else:
-        out = model.separate(mix, prompts)
+        out = model.separate(mix, prompts, **({} if cond is None else {"cond": cond}))
     result = {}
     for key in ("target", "residual"):
         y = resample(torch.as_tensor(out[key])[:, 0].float(), sr, SAMPLE_RATE)
