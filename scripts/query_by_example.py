@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--audio-encoder", default="", help="default: the shipped encoder")
     ap.add_argument("--query-seconds", type=float, default=10.0)
     ap.add_argument("--csv", default="")
+    ap.add_argument("--anchor-weight", type=float, default=0.0,
+                    help="pull the query toward the training captions, as text prompts are")
     a = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model(a.model)
@@ -58,7 +60,7 @@ def main() -> None:
         query = others[int(rng.integers(len(others)))]
         wav, sr = load_audio(query.path, mono=True)
         emb = encoder.embed(wav[0, : int(a.query_seconds * sr)], sr)
-        cond = torch.cat([model.embed([it.prompt]), emb[None]])
+        cond = torch.cat([model.embed([it.prompt]), model.anchor_queries(emb[None], a.anchor_weight)])
         out = run_model(model, m.mixture, m.sources, [it, it], cond)
         mix, src = torch.from_numpy(m.mixture), torch.from_numpy(m.sources[it.source_index])
         text_s, audio_s = (score(out["target"][k], src, mix)["si_sdri"] for k in (0, 1))
@@ -73,7 +75,8 @@ def main() -> None:
     lab = np.array([r["si_sdri_label"] for r in rows])
     qry = np.array([r["si_sdri_query"] for r in rows])
     lo, hi = bootstrap_ci(qry - lab)
-    enc = a.audio_encoder or "the shipped audio encoder"
+    enc = (a.audio_encoder or "the shipped audio encoder") + (
+        f", queries anchored with weight {a.anchor_weight:g}" if a.anchor_weight else "")
     print(f"# Query by example ({a.model}, {enc}; {a.protocol} {a.split} seed {a.seed})\n")
     print(f"{len(rows)} items scored, {skipped} skipped (no other recording of the class in the split).\n")
     print("| conditioning | SI-SDRi mean | median | items below 0 dB |\n|---|---|---|---|")
@@ -82,7 +85,8 @@ def main() -> None:
     print(f"\nAudio query minus label prompt, paired: {(qry - lab).mean():+.2f} dB [{lo:+.2f}, {hi:+.2f}]\n")
     print(f"Reproduce: `python scripts/query_by_example.py --model {a.model} --n {a.n} --protocol "
           f"{a.protocol} --split {a.split} --seed {a.seed}"
-          + (f" --audio-encoder {a.audio_encoder}" if a.audio_encoder else "") + "`")
+          + (f" --audio-encoder {a.audio_encoder}" if a.audio_encoder else "")
+          + (f" --anchor-weight {a.anchor_weight:g}" if a.anchor_weight else "") + "`")
 
 
 if __name__ == "__main__":
