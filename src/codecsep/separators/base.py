@@ -12,8 +12,6 @@ crossfades of `config.overlap_seconds` (`chunking.overlap_add`), so memory stays
 
 from __future__ import annotations
 
-import dataclasses
-
 import argparse
 from dataclasses import replace
 from pathlib import Path
@@ -143,7 +141,7 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
     def anchor_queries(self, emb: torch.Tensor, weight: float) -> torch.Tensor:
         """(P, E) audio-query embeddings (already in the text space) pulled toward the training
         captions as prompts are, with `weight` (0: as they are)."""
-        anchors = dataclasses.replace(self.anchors, weight=weight)
+        anchors = replace(self.anchors, weight=weight)
         return apply_anchors(emb.float(), anchors, self.text_encoder.embed, self._anchor_cache)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
