@@ -83,6 +83,19 @@ def test_separator_embeds_through_its_anchors_and_the_override_turns_them_off(tm
     assert torch.equal(sep.embed(["a puppy yapping"]), raw) and sep.inference_tag() == ""
 
 
+def test_audio_queries_are_anchored_only_with_a_weight(tmp_path):
+    _, sep = anchored_separator(tmp_path)
+    query = F.normalize(torch.randn(2, sep.text_dim), dim=-1)
+    assert torch.equal(sep.anchor_queries(query, 0.0), query)
+    caps = sep.text_encoder.embed(list(sep.config.anchors.texts)).float()
+    full = sep.anchor_queries(query, 1.0)  # the softmax-weighted mean of the captions, unit
+    expected = F.normalize(torch.softmax(query @ caps.T / sep.config.anchors.temperature, -1) @ caps,
+                           dim=-1)
+    torch.testing.assert_close(full, expected)
+    half = sep.anchor_queries(query, 0.5)
+    assert torch.allclose(half.norm(dim=-1), torch.ones(2)) and not torch.allclose(half, full)
+
+
 def test_eval_fingerprint_tells_anchored_from_plain_outputs(tmp_path):
     _, sep = anchored_separator(tmp_path)
     anchored = model_fingerprint(sep)

@@ -22,6 +22,7 @@ from codecsep.text.audio_encoder import (
     retrieval_metrics,
     semantic_score,
 )
+from codecsep.text.anchors import AUDIO_QUERY_WEIGHT
 from codecsep.text.base import get_text_encoder
 from codecsep.train.audio_encoder import (
     AudioEncoderRecipe,
@@ -267,9 +268,17 @@ def test_query_audio_separates_by_example_named_after_it(models, tmp_path, capsy
     np.testing.assert_allclose(target + residual, sf.read(mix)[0], atol=3e-3)
     sep = Separator.load(models / "sep", text_encoder=get_text_encoder("hash"))
     enc = AudioEncoder.load(models / "enc")
+    query = enc.embed(sf.read(example, dtype="float32")[0])[None]
     expected = sep.separate(sf.read(mix, dtype="float32")[0], ["x"],
-                            cond=enc.embed(sf.read(example, dtype="float32")[0])[None])
+                            cond=sep.anchor_queries(query, AUDIO_QUERY_WEIGHT))
     np.testing.assert_allclose(target, expected["target"][0, 0].numpy(), atol=1e-3)
+    code, _, err = run([mix, "--query-audio", example, "--audio-encoder", models / "enc",
+                        "--query-anchor-weight", "0", "-o", tmp_path / "raw", "--model",
+                        models / "sep"], capsys)
+    assert code == 0, err
+    raw, _ = sf.read(tmp_path / "raw" / "street" / "low_hum.wav", dtype="float32")
+    expected = sep.separate(sf.read(mix, dtype="float32")[0], ["x"], cond=query)
+    np.testing.assert_allclose(raw, expected["target"][0, 0].numpy(), atol=1e-3)
 
 
 def test_query_audio_bad_input_exits_2_with_one_line(models, tmp_path, capsys):
@@ -279,6 +288,8 @@ def test_query_audio_bad_input_exits_2_with_one_line(models, tmp_path, capsys):
     cases = [
         ([mix, "--query-audio", example, "-p", "dog", *common], "do not combine"),
         ([mix, "--audio-encoder", models / "enc", "-p", "dog", *common], "add --query-audio"),
+        ([mix, "--query-anchor-weight", "0.5", "-p", "dog", *common], "add --query-audio"),
+        ([mix, "--query-audio", example, "--query-anchor-weight", "1.5", *common], "from 0 to 1"),
         ([mix, "--query-audio", example, "--audio-encoder", models / "enc32", *common],
          "one shared space"),
         ([mix, "--query-audio", tmp_path / "nope.wav", "--audio-encoder", models / "enc",

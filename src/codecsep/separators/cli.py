@@ -28,6 +28,7 @@ from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_aud
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
+from ..text.anchors import AUDIO_QUERY_WEIGHT
 from .api import get_separator, presence, read_input, separation_notes, slug
 from .postfilter import PostFilter
 from .separator import check_prompts
@@ -56,9 +57,14 @@ def resolve_prompts(args) -> tuple[list[str], bool]:
         if args.prompt or args.instruction is not None:
             raise CodecSepError("--query-audio gives the target by example: do not combine it "
                                 "with --prompt/--instruction")
+        w = args.query_anchor_weight
+        if w is not None and not 0.0 <= w <= 1.0:
+            raise CodecSepError(f"--query-anchor-weight must be from 0 to 1, got {w:g}")
         return check_prompts([Path(q).stem for q in args.query_audio]), args.remove
-    if args.audio_encoder is not None:
-        raise CodecSepError("--audio-encoder embeds --query-audio examples: add --query-audio")
+    for given, flag in ((args.audio_encoder, "--audio-encoder"),
+                        (args.query_anchor_weight, "--query-anchor-weight")):
+        if given is not None:
+            raise CodecSepError(f"{flag} is for --query-audio examples: add --query-audio")
     if args.instruction is None:
         if not args.prompt:
             raise CodecSepError("no prompts: give --prompt TEXT (repeatable) or --instruction TEXT")
@@ -267,7 +273,9 @@ def query_embeddings(args, sep) -> torch.Tensor:
 
     encoder = AudioEncoder.load(args.audio_encoder)
     check_query_space(encoder, sep)
-    return torch.stack([encoder.embed(*load_audio(q, mono=True)) for q in args.query_audio])
+    emb = torch.stack([encoder.embed(*load_audio(q, mono=True)) for q in args.query_audio])
+    weight = args.query_anchor_weight
+    return sep.anchor_queries(emb, AUDIO_QUERY_WEIGHT if weight is None else weight)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -307,6 +315,8 @@ def register(sub) -> None:
                         "named after its file name")
     p.add_argument("--audio-encoder", metavar="DIR",
                    help="aligned audio encoder for --query-audio (default: the shipped one)")
+    p.add_argument("--query-anchor-weight", type=float, metavar="W", help="pull --query-audio examples toward the captions the model "
+                   f"was trained on, 0-1 (default {AUDIO_QUERY_WEIGHT:g}; 0 takes them as they are)")
     p.add_argument("--remove", action="store_true",
                    help="write everything but the prompted sound (<slug>_removed)")
     p.add_argument("--residual", action="store_true", help="also write the other part")

@@ -12,8 +12,9 @@ it is closest to. Aliases (`AliasGroup`: other names of one label, e.g. from Wor
 `text.wordnet`) add keys without adding targets: a prompt close to "a violinist" is pulled toward
 the normalized mean of the violin captions' embeddings, which the masker was trained on.
 The captions, the aliases and the two numbers live in the separator's config (`PromptAnchors`),
-so every checkpoint carries the prompts it was trained on; `weight = 0` switches anchoring off
-(audio queries, which bypass text, are never anchored).
+so every checkpoint carries the prompts it was trained on; `weight = 0` switches anchoring off.
+Audio queries, embedded in the same text space by the audio encoder, are anchored to the same
+captions with a weight of their own (`AUDIO_QUERY_WEIGHT`, `separate --query-anchor-weight`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from ..errors import CodecSepError
 # and temperature 0.02-0.05 all gave +0.6-1.0 dB; label prompts moved by < 0.05 dB.
 TRAINED_WEIGHT = 0.5
 TRAINED_TEMPERATURE = 0.02
+# Audio queries (`separate --query-audio`), anchored the same way: chosen on VALID between 0.5 and
+# 1.0 (+1.3 / +1.1 dB over none), then +0.47 / +0.50 dB on TEST two- / three-source
+# (results/experiments/README.md, session 22, G).
+AUDIO_QUERY_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
