@@ -315,8 +315,9 @@ def register(sub) -> None:
                         "named after its file name")
     p.add_argument("--audio-encoder", metavar="DIR",
                    help="aligned audio encoder for --query-audio (default: the shipped one)")
-    p.add_argument("--query-anchor-weight", type=float, metavar="W", help="pull --query-audio examples toward the captions the model "
-                   f"was trained on, 0-1 (default {AUDIO_QUERY_WEIGHT:g}; 0 takes them as they are)")
+    p.add_argument("--query-anchor-weight", type=float, metavar="W",
+                   help="pull --query-audio examples toward the captions the model was trained "
+                        f"on, 0-1 (default {AUDIO_QUERY_WEIGHT:g}; 0 takes them as they are)")
     p.add_argument("--remove", action="store_true",
                    help="write everything but the prompted sound (<slug>_removed)")
     p.add_argument("--residual", action="store_true", help="also write the other part")
