@@ -301,6 +301,29 @@ def test_query_audio_bad_input_exits_2_with_one_line(models, tmp_path, capsys):
         assert not (tmp_path / "out").exists()
 
 
+def test_the_python_api_takes_audio_examples_as_the_cli_does(models, tmp_path, capsys):
+    import codecsep
+
+    rng = np.random.default_rng(0)
+    mix = write(tmp_path / "street.wav", toy_sound(0, SR, rng) + toy_sound(2, SR, rng))
+    example = write(tmp_path / "Low Hum.wav", toy_sound(0, SR // 2, rng))
+    code, _, err = run([mix, "--query-audio", example, "--audio-encoder", models / "enc",
+                        "-o", tmp_path / "out", "--model", models / "sep"], capsys)
+    assert code == 0, err
+    by_cli, _ = sf.read(tmp_path / "out" / "street" / "low_hum.wav", dtype="float32")
+    out = codecsep.separate(str(mix), model=str(models / "sep"), query_audio=str(example),
+                            audio_encoder=str(models / "enc"))
+    assert out["prompts"] == ["Low Hum"] and out["presence"] is None
+    np.testing.assert_allclose(out["target"][0, 0].numpy(), by_cli, atol=1e-3)
+    with pytest.raises(CodecSepError, match="not both"):
+        codecsep.separate(str(mix), "hum", model=str(models / "sep"), query_audio=[str(example)])
+    with pytest.raises(CodecSepError, match="give prompts"):
+        codecsep.separate(str(mix), model=str(models / "sep"))
+    with pytest.raises(CodecSepError, match="from 0 to 1"):
+        codecsep.separate(str(mix), model=str(models / "sep"), query_audio=[str(example)],
+                          audio_encoder=str(models / "enc"), query_anchor_weight=2.0)
+
+
 def test_add_under_sums_powers_with_the_other_clip_at_the_asked_level():
     from codecsep.train.audio_encoder import add_under
 

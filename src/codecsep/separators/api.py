@@ -144,9 +144,27 @@ def separation_notes(wav: torch.Tensor, targets: torch.Tensor, prompts, sample_r
     return notes + [f"{p!r}: {n}" for p, n in quiet_targets(wav, targets, prompts) if p not in flagged]
 
 
-def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
-             mono: bool = False) -> dict:
-    """Separate an audio file or array by text prompts, in one batched pass.
+def query_embeddings(sep: TextQueriedSeparator, examples, audio_encoder=None,
+                     anchor_weight: float | None = None) -> torch.Tensor:
+    """(P, E) conditioning for audio examples (files): their audio-encoder embeddings, in the
+    separator's text space, pulled toward its training captions with `anchor_weight` (default
+    `AUDIO_QUERY_WEIGHT`; 0 takes them as embedded)."""
+    from ..text.anchors import AUDIO_QUERY_WEIGHT
+    from ..text.audio_encoder import AudioEncoder, check_query_space
+
+    weight = AUDIO_QUERY_WEIGHT if anchor_weight is None else anchor_weight
+    if not 0.0 <= weight <= 1.0:
+        raise CodecSepError(f"the query anchor weight must be from 0 to 1, got {weight:g}")
+    encoder = AudioEncoder.load(audio_encoder)
+    check_query_space(encoder, sep)
+    emb = torch.stack([encoder.embed(*load_audio(q, mono=True)) for q in examples])
+    return sep.anchor_queries(emb, weight)
+
+
+def separate(path_or_array, prompts=None, model=None, sample_rate: int | None = None,
+             mono: bool = False, query_audio=None, audio_encoder=None,
+             query_anchor_weight: float | None = None) -> dict:
+    """Separate an audio file or array by text prompts (or audio examples), in one batched pass.
 
     path_or_array: a file path, or a (T,) / (C, T) float array or tensor at `sample_rate`
         (default: the separator's rate). `sample_rate` is only for arrays: a file says its own.
@@ -154,12 +172,23 @@ def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
     model: a separator (CodecSep, hierarchical, ResUNet), a checkpoint directory of one, or None
         for the shipped default.
     mono: downmix the channels first (default: each channel is separated on its own).
+    query_audio: audio files to use as examples instead of prompts (one output row each, named
+        after the file); `audio_encoder` (default: the shipped one) embeds them and
+        `query_anchor_weight` pulls them toward the training captions (`query_embeddings`).
     Returns {"target": (P, C, T), "residual": (P, C, T), "sample_rate": int, "prompts": list,
     "presence": `presence()`'s dict or None}; "residual" is the mixture minus the target: use it
     to *remove* the prompted sound.
     """
+    if query_audio is not None:
+        if prompts is not None:
+            raise CodecSepError("give prompts or query_audio examples, not both")
+        query_audio = [query_audio] if isinstance(query_audio, (str, os.PathLike)) else query_audio
+        prompts = [Path(q).stem for q in query_audio]
+    elif prompts is None:
+        raise CodecSepError("give prompts (text) or query_audio (example files)")
     prompts = check_prompts(prompts)
     sep = get_separator(model)
+    cond = query_embeddings(sep, query_audio, audio_encoder, query_anchor_weight) if query_audio else None
     if isinstance(path_or_array, (str, os.PathLike)):
         if sample_rate is not None:
             raise CodecSepError("sample_rate is for arrays; an audio file carries its own rate")
@@ -167,8 +196,8 @@ def separate(path_or_array, prompts, model=None, sample_rate: int | None = None,
     else:
         wav = _as_waveform(path_or_array, sep, sample_rate)
         wav = to_mono(wav) if mono else wav
-    out = sep.separate(wav, prompts)
-    found = presence(sep, wav, out, prompts)
+    out = sep.separate(wav, prompts, cond=cond)
+    found = presence(sep, wav, out, prompts) if cond is None else None  # text prompts only
     for note in separation_notes(wav, out["target"], prompts, sep.sample_rate, found):
         warnings.warn(note, stacklevel=2)
     return {**out, "sample_rate": sep.sample_rate, "prompts": prompts, "presence": found}

@@ -29,7 +29,7 @@ from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
-from .api import get_separator, presence, read_input, separation_notes, slug
+from .api import get_separator, presence, query_embeddings, read_input, separation_notes, slug
 from .postfilter import PostFilter
 from .separator import check_prompts
 
@@ -57,9 +57,6 @@ def resolve_prompts(args) -> tuple[list[str], bool]:
         if args.prompt or args.instruction is not None:
             raise CodecSepError("--query-audio gives the target by example: do not combine it "
                                 "with --prompt/--instruction")
-        w = args.query_anchor_weight
-        if w is not None and not 0.0 <= w <= 1.0:
-            raise CodecSepError(f"--query-anchor-weight must be from 0 to 1, got {w:g}")
         return check_prompts([Path(q).stem for q in args.query_audio]), args.remove
     for given, flag in ((args.audio_encoder, "--audio-encoder"),
                         (args.query_anchor_weight, "--query-anchor-weight")):
@@ -266,18 +263,6 @@ def run_job(sep, job: Job, prompts, cond, args, writer: Writer) -> str:
     return "\n".join(lines)
 
 
-def query_embeddings(args, sep) -> torch.Tensor:
-    """(P, E) embeddings of the --query-audio examples, in the separator's text space."""
-    from ..audio import load_audio
-    from ..text.audio_encoder import AudioEncoder, check_query_space
-
-    encoder = AudioEncoder.load(args.audio_encoder)
-    check_query_space(encoder, sep)
-    emb = torch.stack([encoder.embed(*load_audio(q, mono=True)) for q in args.query_audio])
-    weight = args.query_anchor_weight
-    return sep.anchor_queries(emb, AUDIO_QUERY_WEIGHT if weight is None else weight)
-
-
 def run(args: argparse.Namespace) -> int:
     prompts, remove = resolve_prompts(args)
     check_options(args)
@@ -293,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
             probe_codes(job.source, sep, args.n_quantizers)
         else:
             probe_audio(job.source)
-    cond = query_embeddings(args, sep) if args.query_audio else sep.embed(prompts)
+    cond = (query_embeddings(sep, args.query_audio, args.audio_encoder, args.query_anchor_weight)
+            if args.query_audio else sep.embed(prompts))
     writer = Writer(sep, args.codes_out, args.n_quantizers, args.overwrite)
     for job in tqdm(jobs, desc="separating", unit="file", disable=len(jobs) < 2):
         tqdm.write(run_job(sep, job, prompts, cond, args, writer))
