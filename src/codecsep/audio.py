@@ -285,6 +285,11 @@ def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     return out.reshape(*wav.shape[:-1], out.shape[-1])
 
 
+def level_db(x: torch.Tensor) -> float:
+    """Mean power of a signal in dB (full scale = 0 dB for a unit-RMS signal); about -300 for silence."""
+    return 10 * torch.log10(x.double().pow(2).mean() + 1e-30).item()
+
+
 def to_mono(wav: torch.Tensor) -> torch.Tensor:
     """Average the channels: `(..., C, T)` -> `(..., 1, T)`."""
     if wav.ndim < 2:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import load_audio, resample, to_mono
+from ..audio import level_db, load_audio, resample, to_mono
 from ..errors import CodecSepError
 from .base import TextQueriedSeparator, check_prompts
 from .registry import load_separator
@@ -80,14 +80,10 @@ SHORT_SECONDS = 0.1  # ... and one shorter than this very short (the masker sees
 QUIET_TARGET_DB = -25.0  # a target this far below its input: nothing much was found
 
 
-def _level_db(x: torch.Tensor) -> float:
-    return 10 * torch.log10(x.double().pow(2).mean() + 1e-30).item()
-
-
 def input_warnings(wav: torch.Tensor, sample_rate: int) -> list[str]:
     """What a user should know about an input before trusting its outputs (wav: (C, T))."""
     notes = []
-    rms_db = _level_db(wav)
+    rms_db = level_db(wav)
     if rms_db < SILENT_DBFS:
         notes.append(f"the input is silent (RMS {max(rms_db, -300):.0f} dBFS): every output is silence")
     if wav.shape[-1] < SHORT_SECONDS * sample_rate:
@@ -100,10 +96,10 @@ def quiet_targets(wav: torch.Tensor, targets: torch.Tensor, prompts) -> list[tup
     """Prompts whose target came out far below the input (wav (C, T), targets (P, C, T)): the
     sound may be absent, or the masker did not recognise it (`scripts/absent_prompts.py`: on
     VALID, 26% of absent prompts and 2% of present ones come out below -25 dB)."""
-    level = _level_db(wav)
+    level = level_db(wav)
     out = []
     for prompt, target in zip(prompts, targets):
-        rel = _level_db(target) - level
+        rel = level_db(target) - level
         if rel < QUIET_TARGET_DB:
             out.append((prompt, f"the target is {-rel:.0f} dB below the input: the sound may be "
                                 "absent, or not recognised (another wording may find it)"))
@@ -131,14 +127,15 @@ def presence(sep: TextQueriedSeparator, wav: torch.Tensor, out: dict, prompts,
 
 
 def separation_notes(wav: torch.Tensor, targets: torch.Tensor, prompts, sample_rate: int,
-                     presence: dict | None = None) -> list[str]:
+                     found: dict | None = None) -> list[str]:
     """What to tell the user about one separation: the input's problems if it has any, else the
-    prompts the presence check flagged and those whose target came out near-silent."""
+    prompts the presence check flagged (`found`: `presence()`'s dict) and those whose target came
+    out near-silent."""
     notes = input_warnings(wav, sample_rate)
     if notes:
         return notes
-    flagged = {p: v for p, v, a in zip(prompts, presence["probability"], presence["absent"])
-               if a} if presence else {}
+    flagged = {p: v for p, v, a in zip(prompts, found["probability"], found["absent"])
+               if a} if found else {}
     notes = [f"{p!r}: the sound may not be in the input (P(present) {v:.2f}): what came out is "
              "the nearest thing the separator found" for p, v in flagged.items()]
     return notes + [f"{p!r}: {n}" for p, n in quiet_targets(wav, targets, prompts) if p not in flagged]

@@ -31,16 +31,13 @@ from pathlib import Path
 
 import torch
 
+from ..audio import level_db
 from ..codecs import ASSETS
 from ..errors import CodecSepError
 
 FEATURES = ("level", "sem_target", "sem_residual", "sem_mixture", "contrast", "z_target", "z_mixture")
 DEFAULT_PRESENCE = ASSETS / "presence"  # audio-encoder/ + detector.json, once one passes its check
 TEXT_KINDS = ("raw", "anchored")  # the prompt embedding a detector was fitted on
-
-
-def _level_db(x: torch.Tensor) -> float:
-    return 10 * math.log10(x.double().pow(2).mean().item() + 1e-30)
 
 
 def _vocabulary() -> list[str]:
@@ -71,13 +68,13 @@ def presence_features(mixture: torch.Tensor, targets: torch.Tensor, residuals: t
     text = encoder.embed_text(prompts) if text is None else text.float()
     vocab = encoder.embed_text(_vocabulary())
     mix_emb = encoder.embed(mixture, sample_rate)
-    mix_db = _level_db(mixture)
+    mix_db = level_db(mixture)
     rows = []
     for p, (t, r) in enumerate(zip(targets, residuals)):
         t_emb = encoder.embed(t, sample_rate)
         st, sm = text[p] @ t_emb, text[p] @ mix_emb
         sr = float(text[p] @ encoder.embed(r, sample_rate))
-        rows.append({"level": _level_db(t) - mix_db, "sem_target": float(st), "sem_residual": sr,
+        rows.append({"level": level_db(t) - mix_db, "sem_target": float(st), "sem_residual": sr,
                      "sem_mixture": float(sm), "contrast": float(st) - sr,
                      "z_target": _zscore(st, t_emb, vocab), "z_mixture": _zscore(sm, mix_emb, vocab)})
     return rows
@@ -153,12 +150,11 @@ class PresenceCheck:
     def prompt_embeddings(self, separator, prompts) -> torch.Tensor | None:
         """The separator's anchored embeddings if the detector wants them and they share the
         encoder's text space; None for the raw ones."""
-        if self.detector.text == "raw":
+        from ..text.audio_encoder import same_text_space
+
+        if self.detector.text == "raw" or not same_text_space(self.encoder, separator):
             return None
-        same = (getattr(separator, "text_dim", None) == self.encoder.config.embed_dim and
-                getattr(getattr(separator, "config", None), "text_encoder", None)
-                == self.encoder.config.text_encoder)
-        return separator.embed(prompts) if same else None
+        return separator.embed(prompts)
 
     @torch.inference_mode()
     def probabilities(self, separator, wav: torch.Tensor, targets: torch.Tensor,

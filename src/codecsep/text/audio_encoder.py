@@ -192,12 +192,19 @@ def mask_bands_and_frames(feats: torch.Tensor, max_bands: int = 8,
     return torch.where(masked, floor, feats)
 
 
+def same_text_space(encoder: AudioEncoder, separator) -> bool:
+    """Do the encoder's embeddings and the separator's prompt embeddings share one space (the
+    same text encoder and dimension)?"""
+    return (encoder.config.text_encoder == separator.config.text_encoder
+            and encoder.config.embed_dim == separator.text_dim)
+
+
 def check_query_space(encoder: AudioEncoder, separator) -> None:
     """Audio-query embeddings can stand in for a separator's prompt embeddings only if both
-    live in the same text space (same text encoder and dimension)."""
+    live in the same text space (`same_text_space`)."""
     name = separator.config.text_encoder
     dim = separator.text_dim
-    if encoder.config.text_encoder != name or encoder.config.embed_dim != dim:
+    if not same_text_space(encoder, separator):
         raise CodecSepError(
             f"the audio encoder is aligned with {encoder.config.text_encoder!r} "
             f"({encoder.config.embed_dim}-d) text embeddings, the separator is conditioned on "
