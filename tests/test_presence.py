@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,29 @@ def test_the_check_is_off_until_one_is_installed_and_uses_the_separators_prompts
     p = check.probabilities(sep, mix, torch.stack([mix, 1e-3 * mix]), torch.stack([0 * mix, mix]),
                             ["dog", "cat"])
     assert len(p) == 2 and p[0] > 0.5 > p[1]
+
+
+def test_the_installed_check_hears_the_demo_and_flags_prompts_for_noise(capsys):
+    """The shipped check (AE2 + detector E, `results/experiments/README.md`, sessions 22-23):
+    the separator's anchored prompts, and the three sources of the demo mixture all pass while
+    sounds asked of white noise are flagged. Outputs are the same with the check off."""
+    import codecsep
+    from codecsep.separators import api
+    from codecsep.separators.presence import DEFAULT_PRESENCE
+
+    check = api.installed_presence_check()
+    assert check is not None and check.detector.text == "anchored"
+    sep = api.get_separator(None)
+    assert check.prompt_embeddings(sep, ["piano"]) is not None  # the same text space
+    demo = DEFAULT_PRESENCE.parent / "demo" / "mixtures" / "three_source-s0-000000.wav"
+    labels = ["piano", "flowing water", "speech"]  # the demo's sources (metadata.csv)
+    found = codecsep.separate(str(demo), labels)["presence"]
+    assert found["absent"] == [False] * 3, found
+    noise = 0.05 * np.random.default_rng(0).standard_normal(4 * SR).astype("float32")
+    with pytest.warns(UserWarning, match="may not be in the input"):
+        out = codecsep.separate(noise, ["speech", "piano"], sample_rate=SR)
+    assert out["presence"]["absent"] == [True, True], out["presence"]
+    with warnings.catch_warnings():  # the quiet-target notes, which the check replaced above
+        warnings.simplefilter("ignore")
+        off = codecsep.separate(noise, ["speech", "piano"], sample_rate=SR, presence_check=False)
+    assert off["presence"] is None and torch.equal(off["target"], out["target"])

@@ -275,6 +275,8 @@ def test_prompts_the_presence_check_flags_are_warned_about_and_outputs_are_uncha
         assert (f"'{prompt}': the sound may not be in the input" in err) == (k == lower), err
     for name in ("dog.wav", "piano.wav"):  # the check only warns
         assert digest(tmp_path / "plain" / "a" / name) == digest(tmp_path / "checked" / "a" / name)
+    code, _, err = run([*args, "--no-presence-check", "-o", tmp_path / "unchecked"], capsys)
+    assert code == 0 and "may not be in the input" not in err, err
     with pytest.warns(UserWarning, match="may not be in the input"):
         found = codecsep.separate(str(wav), ["dog", "piano"], model=model)["presence"]
     assert found["absent"] == [k == lower for k in range(2)]

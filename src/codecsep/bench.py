@@ -94,9 +94,12 @@ def windowed_macs(parts: Callable[[torch.Tensor], dict], x: torch.Tensor, window
 def separator_bench(sep) -> Bench:
     """A CodecSep `Separator` (codec + masker): both modes, parts counted separately, through
     the separator's windows (waveform: `window_samples`, code streams: `window_frames`)."""
+    from .separators.api import installed_presence_check
+
     sep.eval()
     cond = torch.zeros(1, sep.text_dim)
     codec = sep.codec
+    check = installed_presence_check()
 
     def waveform_parts(chunk: torch.Tensor) -> dict:
         z = codec.encode(chunk)
@@ -112,6 +115,8 @@ def separator_bench(sep) -> Bench:
         p["masker (codes)"] = windowed_macs(lambda zc: {"m": count_macs(sep.mask, zc, cond, sep.code_members)},
                                             z, *sep.window_frames())["m"]
         p.update(quantize=count_macs(codec.quantize, z), dequantize=count_macs(codec.dequantize, codes))
+        if check is not None:  # mixture, target and residual embedded: one prompt's check
+            p["presence check (not in total)"] = 3 * count_macs(check.encoder.embed, wav[0], sep.sample_rate)
         p = _per_second(p, seconds)
         shifts = len(sep.shift_offsets)  # waveform input: one encode/mask/decode per shift
         waveform = shifts * (p["encode"] + p["masker"] + p["decode"]) + p["postfilter"]
@@ -126,7 +131,8 @@ def separator_bench(sep) -> Bench:
                  run_codes=lambda codes: sep.separate_codes(codes, ["x"], cond=cond),
                  notes=f"waveform MACs count one decode (the residual costs another), "
                        f"{len(sep.shift_offsets)} shifted pass(es) and the post-filter's FFTs "
-                       f"({sep.postfilter.tag or 'off'})")
+                       f"({sep.postfilter.tag or 'off'}); the presence check `separate` runs on text "
+                       f"prompts is a part of its own, not in the total (off: --no-presence-check)")
 
 
 def resunet_bench(sep) -> Bench:

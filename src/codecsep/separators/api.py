@@ -160,7 +160,7 @@ def query_embeddings(sep: TextQueriedSeparator, examples, audio_encoder=None,
 
 def separate(path_or_array, prompts=None, model=None, sample_rate: int | None = None,
              mono: bool = False, query_audio=None, audio_encoder=None,
-             query_anchor_weight: float | None = None) -> dict:
+             query_anchor_weight: float | None = None, presence_check: bool = True) -> dict:
     """Separate an audio file or array by text prompts (or audio examples), in one batched pass.
 
     path_or_array: a file path, or a (T,) / (C, T) float array or tensor at `sample_rate`
@@ -172,6 +172,8 @@ def separate(path_or_array, prompts=None, model=None, sample_rate: int | None = 
     query_audio: audio files to use as examples instead of prompts (one output row each, named
         after the file); `audio_encoder` (default: the shipped one) embeds them and
         `query_anchor_weight` pulls them toward the training captions (`query_embeddings`).
+    presence_check: run the installed presence check on text prompts (it warns about prompts
+        whose sound seems absent and never changes the outputs); False skips it.
     Returns {"target": (P, C, T), "residual": (P, C, T), "sample_rate": int, "prompts": list,
     "presence": `presence()`'s dict or None}; "residual" is the mixture minus the target: use it
     to *remove* the prompted sound.
@@ -194,7 +196,7 @@ def separate(path_or_array, prompts=None, model=None, sample_rate: int | None = 
         wav = _as_waveform(path_or_array, sep, sample_rate)
         wav = to_mono(wav) if mono else wav
     out = sep.separate(wav, prompts, cond=cond)
-    found = presence(sep, wav, out, prompts) if cond is None else None  # text prompts only
+    found = presence(sep, wav, out, prompts) if cond is None and presence_check else None
     for note in separation_notes(wav, out["target"], prompts, sep.sample_rate, found):
         warnings.warn(note, stacklevel=2)
     return {**out, "sample_rate": sep.sample_rate, "prompts": prompts, "presence": found}

@@ -199,13 +199,13 @@ class Result:
     is_codes: bool
 
 
-def separate_audio(sep, path: Path, prompts, cond, mono: bool, text_prompts: bool = True) -> Result:
+def separate_audio(sep, path: Path, prompts, cond, mono: bool, check_presence: bool = True) -> Result:
     wav, file_rate = read_input(path, sep, mono=mono)
     if file_rate != sep.sample_rate:
         tqdm.write(f"codecsep: {path}: resampling {file_rate} Hz -> {sep.sample_rate} Hz "
                    f"(outputs are at {sep.sample_rate} Hz)", file=sys.stderr)
     rows = sep.separate(wav, prompts, cond=cond)
-    found = presence(sep, wav, rows, prompts) if text_prompts else None  # not for audio queries
+    found = presence(sep, wav, rows, prompts) if check_presence else None
     for note in separation_notes(wav, rows["target"], prompts, sep.sample_rate, found):
         tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
     return Result(rows, wav.shape[-1], False)
@@ -251,7 +251,7 @@ def run_job(sep, job: Job, prompts, cond, args, writer: Writer) -> str:
         result = separate_codes_file(sep, job.source, prompts, cond)
     else:
         result = separate_audio(sep, job.source, prompts, cond, args.channels == "mono",
-                                not args.query_audio)
+                                not (args.query_audio or args.no_presence_check))  # text only
     for out in job.outputs:
         writer.write(result.rows[out.which][out.prompt], result, out.path)
     elapsed = time.perf_counter() - start
@@ -331,4 +331,7 @@ def register(sub) -> None:
     p.add_argument("--format", choices=("wav", "flac"), help="audio output format (default wav)")
     p.add_argument("--channels", choices=("separate", "mono"), default="separate",
                    help="separate each channel (default) or downmix to mono first")
+    p.add_argument("--no-presence-check", action="store_true",
+                   help="skip the check that warns when a prompted sound seems absent (it never "
+                        "changes outputs; it costs about 0.05 GMACs per second of audio)")
     p.set_defaults(func=run)
