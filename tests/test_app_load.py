@@ -67,6 +67,23 @@ def test_separate_upload_writes_result_residual_and_figure(separator, tmp_path):
     assert "extract 'dog'" in extract.message
 
 
+def test_the_ui_message_carries_the_presence_checks_warning(separator, tmp_path, monkeypatch):
+    from codecsep.separators import api
+    from codecsep.separators.presence import PresenceCheck, PresenceDetector
+    from codecsep.text.audio_encoder import AudioEncoder, AudioEncoderConfig
+    from codecsep.text.base import get_text_encoder
+
+    src = tone(tmp_path / "in.wav", 440)
+    monkeypatch.setattr(api, "installed_presence_check", lambda: None)
+    assert "\n" not in separate_upload(separator, src, "dog", "extract", tmp_path / "a").message
+    cfg = AudioEncoderConfig(n_bands=16, channels=24, depth=2, embed_dim=32, text_encoder="hash")
+    encoder = AudioEncoder(cfg, text_encoder=get_text_encoder("hash", dim=32)).eval()
+    flags_all = PresenceDetector(("level",), (0.0,), (1.0,), (0.0,), -10.0, 0.5)  # P = 0.00005
+    monkeypatch.setattr(api, "installed_presence_check", lambda: PresenceCheck(encoder, flags_all))
+    r = separate_upload(separator, src, "dog", "extract", tmp_path / "b")
+    assert r.message.splitlines()[1].startswith("Note: 'dog': the sound may not be in the input")
+
+
 # ------------------------------------------------------------------------------ load test
 @pytest.fixture(scope="module")
 def server(separator, tmp_path_factory):

@@ -25,7 +25,7 @@ import torch
 
 from .audio import load_audio, save_audio
 from .errors import CodecSepError, require
-from .separators.api import slug
+from .separators.api import presence, separation_notes, slug
 
 TASKS = ("auto", "extract", "remove")
 SPECTROGRAM_FFT = 512
@@ -44,7 +44,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class AppResult:
-    """Paths of the written files and a one-line summary for the UI."""
+    """Paths of the written files and a summary for the UI (one line, then any notes: the
+    presence check's and the input's warnings, as `codecsep separate` prints them)."""
 
     result: Path
     residual: Path
@@ -162,6 +163,9 @@ def separate_upload(separator, audio_path, text: str, task: str = "auto", out_di
     with _EMBED_LOCK:
         cond = separator.embed([description])
     out = separator.separate(wav, [description], cond=cond)
+    with _EMBED_LOCK:  # the presence check embeds the prompt, too
+        found = presence(separator, wav, out, [description])
+    notes = separation_notes(wav, out["target"], [description], separator.sample_rate, found)
     target, rest = out["target"][0], out["residual"][0]  # (C, T) each
     result, residual = (target, rest) if task == "extract" else (rest, target)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="codecsep-"))
@@ -173,7 +177,8 @@ def separate_upload(separator, audio_path, text: str, task: str = "auto", out_di
         residual=save_audio(out_dir / f"{name}-residual.wav", residual, sr, overwrite=True),
         figure=spectrogram_figure(panels, sr, out_dir / f"{name}.png"),
         task=task, description=description,
-        message=f"{task} '{description}' from {Path(audio_path).name} ({seconds:.1f} s)",
+        message="\n".join([f"{task} '{description}' from {Path(audio_path).name} ({seconds:.1f} s)",
+                            *(f"Note: {n}" for n in notes)]),
     )
 
 
