@@ -76,6 +76,8 @@ def prune(path: str, keep: list[int], member: int | None = None, alone: bool = F
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         members = [members[member - 1]]
     config = replace(config, masker=members[0], ensemble=tuple(members[1:]))
+    if alone:  # an ensemble's choice of members and way of combining them mean nothing alone
+        config = replace(config, members=(), code_members=(), combine="mean")
     out_meta = {k: meta[k] for k in ("codec_id", "latent_space") if k in meta}
     out_meta["step"] = source.get("step", meta.get("step"))
     if len(members) > 1 and "combined_from" in meta:

@@ -1,5 +1,6 @@
 """scripts/prune_layers.py: a masker without some of its layers, as a checkpoint."""
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -83,11 +84,16 @@ def test_a_member_written_alone_keeps_its_own_record(tmp_path):
     a = save_member(tmp_path, "a", replace(TINY_MASKER, depth=2), 1)
     b = save_member(tmp_path, "b", replace(BANDSPLIT, depth=2), 2)
     assert run(COMBINE, a, b, "-o", tmp_path / "ens").returncode == 0
+    # the ensemble's own inference settings (which members, how combined) do not follow a member
+    cfg = json.loads((tmp_path / "ens" / "config.json").read_text())
+    cfg.update(members=[1, 2], code_members=[2], combine="median")
+    (tmp_path / "ens" / "config.json").write_text(json.dumps(cfg))
     for keep, out in (("0,1", "whole"), ("1", "pruned")):
         r = run(PRUNE, tmp_path / "ens", "--member", 2, "--keep", keep, "--alone", "-o", tmp_path / out)
         assert r.returncode == 0, r.stderr
     whole, pruned, second = (Separator.load(tmp_path / n) for n in ("whole", "pruned", "b"))
     assert whole.n_maskers == 1 and whole.config.masker == second.config.masker
+    assert (whole.config.members, whole.config.code_members, whole.config.combine) == ((), (), "mean")
     assert pruned.meta["step"] == 200 and pruned.config.masker.depth == 1
     assert "--alone" in pruned.meta["history"][-1]["command"]
     z, c = torch.randn(1, 320, 20).exp(), torch.randn(1, TINY_MASKER.cond_dim)
