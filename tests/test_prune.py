@@ -86,7 +86,7 @@ def test_a_member_written_alone_keeps_its_own_record(tmp_path):
     assert run(COMBINE, a, b, "-o", tmp_path / "ens").returncode == 0
     # the ensemble's own inference settings (which members, how combined) do not follow a member
     cfg = json.loads((tmp_path / "ens" / "config.json").read_text())
-    cfg.update(members=[1, 2], code_members=[2], combine="median")
+    cfg["config"].update(members=[1, 2], code_members=[2], combine="median")
     (tmp_path / "ens" / "config.json").write_text(json.dumps(cfg))
     for keep, out in (("0,1", "whole"), ("1", "pruned")):
         r = run(PRUNE, tmp_path / "ens", "--member", 2, "--keep", keep, "--alone", "-o", tmp_path / out)
