@@ -2,7 +2,7 @@
 
     python scripts/fit_presence.py cv A.csv B.csv            # fit on A, score on B, and back
     python scripts/fit_presence.py fit A.csv B.csv --features level,contrast [--text anchored] -o D.json
-    python scripts/fit_presence.py report DETECTOR.json T.csv [T2.csv ...]
+    python scripts/fit_presence.py report DETECTOR.json T.csv [T2.csv ...] [--plot roc.png]
 
 Candidates in `cv`: a logistic regression on each single feature and on all of them. `fit` sets
 the threshold so that 95% of the present prompts in its tables pass (`--keep`).
@@ -70,6 +70,32 @@ def scores(det: PresenceDetector, x: dict, y: np.ndarray) -> dict:
             "absent_flagged": float(flagged[y == 0].mean()), "n": int(len(y))}
 
 
+def roc_figure(det: PresenceDetector, paths, out) -> None:
+    """One ROC curve per table (absent prompts flagged against present prompts flagged, as the
+    threshold moves), each with the detector's own threshold marked."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 5), layout="constrained")
+    ax = fig.subplots()
+    for path in paths:
+        x, y = read([path])
+        p = np.array(det.probability(rows_of(x)))
+        cuts = np.concatenate([[-np.inf], np.sort(p), [np.inf]])
+        present = [(p[y == 1] < c).mean() for c in cuts]
+        absent = [(p[y == 0] < c).mean() for c in cuts]
+        r = scores(det, x, y)
+        line, = ax.plot(present, absent, label=f"{Path(path).stem} (AUC {r['auc']:.2f})")
+        ax.plot(r["present_flagged"], r["absent_flagged"], "o", color=line.get_color())
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    ax.set_xlabel("present prompts flagged (false warnings)")
+    ax.set_ylabel("absent prompts flagged (caught)")
+    ax.set_title("presence check: dots = the shipped threshold", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.savefig(Path(out), dpi=90)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("mode", choices=("cv", "fit", "report"))
@@ -77,6 +103,7 @@ def main() -> None:
     ap.add_argument("--features", default=",".join(FEATURES))
     ap.add_argument("--keep", type=float, default=0.95, help="share of present prompts to pass")
     ap.add_argument("-o", "--out", default="")
+    ap.add_argument("--plot", default="", help="report: also write the tables' ROC curves (PNG) here")
     ap.add_argument("--text", default="raw", choices=("raw", "anchored"),
                     help="the prompt embeddings the tables were made with (absent_prompts.py --anchored)")
     a = ap.parse_args()
@@ -104,6 +131,8 @@ def main() -> None:
             r = scores(det, *read([p]))
             print(f"| {p} | {r['auc']:.3f} | {r['present_flagged']:.1%} | {r['absent_flagged']:.1%} "
                   f"| {r['n']} |")
+        if a.plot:
+            roc_figure(det, a.paths[1:], a.plot)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import warnings
 from pathlib import Path
@@ -73,6 +74,14 @@ def test_fit_separates_present_from_absent_rows_and_keeps_the_asked_share(tmp_pa
     assert abs(det.weights[0]) > 5 * abs(det.weights[1])  # the noise feature gets little weight
     assert fp.auc(np.array([3.0, 2.0, 1.0, 0.0]), np.array([1, 1, 0, 0])) == 1.0
     assert fp.auc(np.array([1.0, 1.0]), np.array([1, 0])) == 0.5
+    table = tmp_path / "t.csv"  # a table as absent_prompts.py --csv writes it, and its ROC plot
+    with open(table, "w", newline="") as f:
+        w = csv.DictWriter(f, [*FEATURES, "present"])
+        w.writeheader()
+        w.writerows({**row, "present": int(v)} for row, v in zip(fp.rows_of(x), y))
+    assert fp.scores(det, *fp.read([table])) == pytest.approx(s)
+    fp.roc_figure(det, [table], tmp_path / "roc.png")
+    assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_check_is_off_until_one_is_installed_and_uses_the_separators_prompts(
