@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from helpers import load_script
 
 from codecsep.errors import CodecSepError
 from codecsep.separators.presence import FEATURES, PresenceDetector, presence_features
@@ -60,10 +61,7 @@ def test_the_detector_is_a_logistic_regression_with_a_threshold(tmp_path):
 
 
 def test_fit_separates_present_from_absent_rows_and_keeps_the_asked_share(tmp_path):
-    path = Path(__file__).resolve().parents[1] / "scripts" / "fit_presence.py"
-    spec = importlib.util.spec_from_file_location("fit_presence", path)
-    fp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fp)
+    fp = load_script("fit_presence")
     rng = np.random.default_rng(0)
     y = np.repeat([1, 0], 200)
     x = {f: rng.standard_normal(400) for f in FEATURES}
@@ -141,3 +139,17 @@ def test_the_installed_check_hears_the_demo_and_flags_prompts_for_noise(capsys):
         warnings.simplefilter("ignore")
         off = codecsep.separate(noise, ["speech", "piano"], sample_rate=SR, presence_check=False)
     assert off["presence"] is None and torch.equal(off["target"], out["target"])
+
+
+def test_member_selection_rules_pick_per_item():
+    ms = load_script("member_selection")
+    names = ["median", "m1", "m2"]
+    gain = {"median": [5.0, 5.0, 5.0], "m1": [9.0, 1.0, 5.0], "m2": [1.0, 6.0, 4.0]}
+    sem = {"median": [0.1, 0.1, 0.1], "m1": [0.3, 0.0, 0.12], "m2": [0.0, 0.2, 0.5]}
+    table = {f"{v}:{k}": np.array(d[v]) for k, d in (("si_sdri", gain), ("sem", sem)) for v in names}
+    r = ms.rules(table, names)
+    assert r["median (shipped)"] == 5.0 and r["m1 alone"] == 5.0
+    assert r["oracle: best variant per item"] == pytest.approx((9 + 6 + 5) / 3)
+    assert r["highest sem of all variants"] == pytest.approx((9 + 6 + 4) / 3)
+    # margin 0.05: items 1 and 2 switch (sem +0.2 / +0.1 over the median's), item 3 too (+0.4)
+    assert r["a member if its sem beats the median's by 0.05"] == pytest.approx((9 + 6 + 4) / 3)
