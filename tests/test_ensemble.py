@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import BANDSPLIT, TINY_MASKER, save_member
+from helpers import BANDSPLIT, TINY_MASKER, load_script, save_member
 
 from codecsep.checkpoint import load_checkpoint
 from codecsep.codecs import load_codec
 from codecsep.errors import CodecSepError
 from codecsep.evaluate import EvalConfig
 from codecsep.separators.base import apply_overrides
-from codecsep.separators.masker import MaskerConfig, MaskMean, build_masker
+from codecsep.separators.masker import MaskerConfig, MaskMean, build_masker, combine_masks
 from codecsep.separators.separator import Separator, SeparatorConfig
 from codecsep.text.base import get_text_encoder
 
@@ -200,7 +200,6 @@ def test_median_of_masks_ignores_one_outlier_per_bin_and_exports(tmp_path):
     move it); with two members it is the mean; it is an inference setting that exports."""
     from codecsep.export import OnnxSeparator, export_onnx
     from codecsep.metrics import si_sdr
-    from codecsep.separators.masker import combine_masks
 
     a, b, c = torch.rand(3, 2, 8, 5).unbind(0)
     assert torch.equal(combine_masks([a, b, c], "median"), torch.stack([a, b, c]).median(0).values)
@@ -238,3 +237,18 @@ def test_median_of_masks_ignores_one_outlier_per_bin_and_exports(tmp_path):
     assert si_sdr(mean.separate(wav, ["dog"])["target"], ref["target"]).min() < 60  # the setting acts
     with pytest.raises(CodecSepError, match="combine must be one of"):
         Separator(replace(ens.config, combine="vote"), codec=ens.codec, text_encoder=ens.text_encoder)
+
+
+def test_the_stack_probes_combiner_starts_as_the_median_and_mixes_its_candidates():
+    probe = load_script("stack_probe")
+    torch.manual_seed(0)
+    masks = [torch.rand(2, 8, 5) for _ in range(3)]
+    latent = torch.randn(2, 8, 5)
+    stacker = probe.Stacker(3)
+    median = combine_masks(masks, "median")
+    assert torch.allclose(stacker(masks, latent), median, atol=0.02)  # softmax bias 6 on the median
+    with torch.no_grad():
+        stacker.net[-1].bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))  # member 1 instead
+    out = stacker(masks, latent)
+    assert torch.allclose(out, masks[0], atol=0.01)
+    assert out.min() >= 0 and out.max() <= 1  # a convex mix of bounded masks stays bounded
