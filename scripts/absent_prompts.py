@@ -21,20 +21,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from codecsep.evaluate import PromptSource, ensure_eval_set, eval_items, load_model, run_model
+from codecsep.evaluate import add_item_set_arguments, item_set, load_model, run_model
 from codecsep.separators.presence import FEATURES, presence_features
 from codecsep.text.audio_encoder import AudioEncoder
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="codecsep")
-    ap.add_argument("--n", type=int, default=50)
-    ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
-    ap.add_argument("--split", default="valid")
-    ap.add_argument("--seed", type=int, default=0)
+    add_item_set_arguments(ap, n=50)
     ap.add_argument("--prompt-mode", default="label", choices=("label", "caption", "heldout"))
-    ap.add_argument("--manifest", default="data/corpus/manifest.jsonl")
     ap.add_argument("--csv", default="", help="write one row of presence features per prompt here")
     ap.add_argument("--audio-encoder", default="", help="the features' audio encoder (default: shipped)")
     ap.add_argument("--anchored", action="store_true",
@@ -43,9 +38,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_model(a.model)
     encoder = AudioEncoder.load(a.audio_encoder).eval() if a.audio_encoder else None
-    prompts = PromptSource(a.manifest)
-    es = ensure_eval_set(a.protocol, a.n, "data/eval", a.manifest, a.seed, 100, a.split)
-    items = eval_items(es, a.n, a.protocol, a.prompt_mode, prompts)
+    es, items, prompts = item_set(a, a.prompt_mode)
     labels = sorted({it.label for it in items})
     rng = np.random.default_rng(a.seed)
     rows = []

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from codecsep.evaluate import PromptSource, ensure_eval_set, eval_items, load_model, run_model, score
+from codecsep.evaluate import add_item_set_arguments, item_set, load_model, run_model, score
 from codecsep.metrics import si_sdr
 from codecsep.separators.api import installed_presence_check
 
@@ -44,12 +44,7 @@ def rules(table: dict[str, np.ndarray], names: list[str]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="codecsep")
-    ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
-    ap.add_argument("--split", default="valid")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--manifest", default="data/corpus/manifest.jsonl")
+    add_item_set_arguments(ap)
     ap.add_argument("--csv", default="", help="write one row per item (every variant's numbers)")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -59,9 +54,7 @@ def main() -> None:
         raise SystemExit("no presence check installed: its audio encoder gives `sem`")
     shipped = model.members
     variants = {"median": shipped, **{f"m{k}": (k,) for k in shipped}}
-    prompts = PromptSource(a.manifest)
-    es = ensure_eval_set(a.protocol, a.n, "data/eval", a.manifest, a.seed, 100, a.split)
-    items = eval_items(es, a.n, a.protocol, "label", prompts)
+    es, items, _ = item_set(a)
     by_mixture: dict[int, list] = {}
     for it in items:
         by_mixture.setdefault(it.index, []).append(it)

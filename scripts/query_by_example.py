@@ -21,19 +21,14 @@ from tqdm import tqdm
 
 from codecsep.audio import load_audio
 from codecsep.data.manifest import read_manifest
-from codecsep.evaluate import (PromptSource, bootstrap_ci, ensure_eval_set, eval_items,
-                               load_model, run_model, score)
+from codecsep.evaluate import (add_item_set_arguments, bootstrap_ci, item_set, load_model,
+                               run_model, score)
 from codecsep.text.audio_encoder import AudioEncoder
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="codecsep")
-    ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--manifest", default="data/corpus/manifest.jsonl")
+    add_item_set_arguments(ap, split="test")
     ap.add_argument("--audio-encoder", default="", help="default: the shipped encoder")
     ap.add_argument("--query-seconds", type=float, default=10.0)
     ap.add_argument("--csv", default="")
@@ -43,8 +38,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_model(a.model)
     encoder = AudioEncoder.load(a.audio_encoder or None).eval()
-    es = ensure_eval_set(a.protocol, a.n, "data/eval", a.manifest, a.seed, 100, a.split)
-    items = eval_items(es, a.n, a.protocol, "label", PromptSource(None))
+    es, items, _ = item_set(a)
     clips = read_manifest(a.manifest, split=a.split)
     rng = np.random.default_rng(a.seed)
     rows, skipped = [], 0

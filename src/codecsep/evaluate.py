@@ -392,6 +392,26 @@ class PromptSource:
         return ", ".join(parts)
 
 
+def add_item_set_arguments(ap, n: int = 100, split: str = "valid") -> None:
+    """The arguments of the scripts that walk the items of one evaluation set themselves
+    (`scripts/absent_prompts.py`, `query_by_example.py`, `member_selection.py`): --model, --n,
+    --protocol, --split, --seed, --manifest. `item_set(args, mode)` loads what they name."""
+    ap.add_argument("--model", default="codecsep")
+    ap.add_argument("--n", type=int, default=n, help="the first N mixtures of the set")
+    ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
+    ap.add_argument("--split", default=split)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--manifest", default="data/corpus/manifest.jsonl")
+
+
+def item_set(args, prompt_mode: str = "label", root: str = "data/eval"):
+    """(eval set, items, prompt source) for `add_item_set_arguments`' arguments: the set is
+    built under `root` on first use, as `codecsep eval` builds it."""
+    prompts = PromptSource(args.manifest)
+    es = ensure_eval_set(args.protocol, args.n, root, args.manifest, args.seed, 100, args.split)
+    return es, eval_items(es, args.n, args.protocol, prompt_mode, prompts), prompts
+
+
 def eval_items(eval_set, n: int, protocol: str, prompt_mode: str, prompts: PromptSource):
     """The scored (mixture, target source) pairs of the first n mixtures, in order."""
     items = []
