@@ -14,14 +14,14 @@ prompt (present) and with a prompt for another class of the same set that is not
 from __future__ import annotations
 
 import argparse
-import csv
 from dataclasses import replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from codecsep.evaluate import add_item_set_arguments, item_set, load_model, run_model
+from codecsep.evaluate import (add_item_set_arguments, item_set, load_model, run_model,
+                               write_item_rows)
 from codecsep.separators.presence import FEATURES, presence_features
 from codecsep.text.audio_encoder import AudioEncoder
 
@@ -58,11 +58,7 @@ def main() -> None:
             rows.append({"mixture_id": it.mixture_id, "source_index": it.source_index,
                          "label": it.label, "prompt": p.prompt, "present": present, **f})
     if a.csv:
-        with open(a.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows({k: f"{v:.5f}" if isinstance(v, float) else v for k, v in r.items()}
-                        for r in rows)
+        write_item_rows(a.csv, rows, 5)
     print(f"# Output level for present and absent prompts ({a.model}, {a.protocol} {a.split} "
           f"seed {a.seed}, {a.prompt_mode} prompts, {len(items)} items of {a.n} mixtures)\n")
     print("| prompt | median dB | 10th pct | 90th pct | share below -25 dB |")

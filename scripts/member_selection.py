@@ -15,13 +15,13 @@ the estimate against the median's estimate). The summary compares the median wit
 from __future__ import annotations
 
 import argparse
-import csv
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from codecsep.evaluate import add_item_set_arguments, item_set, load_model, run_model, score
+from codecsep.evaluate import (add_item_set_arguments, item_set, load_model, run_model, score,
+                               write_item_rows)
 from codecsep.metrics import si_sdr
 from codecsep.separators.api import installed_presence_check
 
@@ -78,11 +78,7 @@ def main() -> None:
             rows.append(row)
     model.members = shipped
     if a.csv:
-        with open(a.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()}
-                        for r in rows)
+        write_item_rows(a.csv, rows, 4)
     table = {k: np.array([r[k] for r in rows]) for k in rows[0] if ":" in k}
     print(f"# Median or one member, item by item ({a.model}, {a.protocol} {a.split} seed {a.seed}, "
           f"label prompts, {len(rows)} items)\n\n| rule | mean SI-SDRi (dB) |\n|---|---|")

@@ -12,7 +12,6 @@ in the same pass, so the two are paired. Items whose class has no other recordin
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from tqdm import tqdm
 from codecsep.audio import load_audio
 from codecsep.data.manifest import read_manifest
 from codecsep.evaluate import (add_item_set_arguments, bootstrap_ci, item_set, load_model,
-                               run_model, score)
+                               run_model, score, write_item_rows)
 from codecsep.text.audio_encoder import AudioEncoder
 
 
@@ -62,10 +61,7 @@ def main() -> None:
                      "label": it.label, "query": Path(query.path).name,
                      "si_sdri_label": text_s, "si_sdri_query": audio_s})
     if a.csv:
-        with open(a.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_item_rows(a.csv, rows)
     lab = np.array([r["si_sdri_label"] for r in rows])
     qry = np.array([r["si_sdri_query"] for r in rows])
     lo, hi = bootstrap_ci(qry - lab)

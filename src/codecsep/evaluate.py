@@ -412,6 +412,17 @@ def item_set(args, prompt_mode: str = "label", root: str = "data/eval"):
     return es, eval_items(es, args.n, args.protocol, prompt_mode, prompts), prompts
 
 
+def write_item_rows(path, rows: list[dict], digits: int | None = None) -> None:
+    """The per-item rows such a script collected, as CSV (floats to `digits` places if given)."""
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({k: f"{v:.{digits}f}" if digits is not None and isinstance(v, float) else v
+                     for k, v in r.items()} for r in rows)
+
+
 def eval_items(eval_set, n: int, protocol: str, prompt_mode: str, prompts: PromptSource):
     """The scored (mixture, target source) pairs of the first n mixtures, in order."""
     items = []
