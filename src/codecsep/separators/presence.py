@@ -36,7 +36,7 @@ from ..codecs import ASSETS
 from ..errors import CodecSepError
 
 FEATURES = ("level", "sem_target", "sem_residual", "sem_mixture", "contrast", "z_target", "z_mixture")
-DEFAULT_PRESENCE = ASSETS / "presence"  # audio-encoder/ + detector.json, once one passes its check
+DEFAULT_PRESENCE = ASSETS / "presence"  # audio-encoder/ + detector.json (its README: provenance)
 TEXT_KINDS = ("raw", "anchored")  # the prompt embedding a detector was fitted on
 
 
