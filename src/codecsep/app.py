@@ -25,7 +25,7 @@ import torch
 
 from .audio import load_audio, save_audio
 from .errors import CodecSepError, require
-from .separators.api import presence, separation_notes, slug
+from .separators.api import check_separation, slug
 
 TASKS = ("auto", "extract", "remove")
 SPECTROGRAM_FFT = 512
@@ -164,8 +164,7 @@ def separate_upload(separator, audio_path, text: str, task: str = "auto", out_di
         cond = separator.embed([description])
     out = separator.separate(wav, [description], cond=cond)
     with _EMBED_LOCK:  # the presence check embeds the prompt, too
-        found = presence(separator, wav, out, [description])
-    notes = separation_notes(wav, out["target"], [description], separator.sample_rate, found)
+        notes = check_separation(separator, wav, out, [description])[1]
     target, rest = out["target"][0], out["residual"][0]  # (C, T) each
     result, residual = (target, rest) if task == "extract" else (rest, target)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="codecsep-"))

@@ -408,14 +408,12 @@ def item_set(args, prompt_mode: str = "label", root: str = "data/eval"):
     """(eval set, items, prompt source) for `add_item_set_arguments`' arguments: the set is
     built under `root` on first use, as `codecsep eval` builds it."""
     prompts = PromptSource(args.manifest)
-    es = ensure_eval_set(args.protocol, args.n, root, args.manifest, args.seed, 100, args.split)
+    es = ensure_eval_set(args.protocol, args.n, root, args.manifest, args.seed, DEFAULT_N, args.split)
     return es, eval_items(es, args.n, args.protocol, prompt_mode, prompts), prompts
 
 
 def write_item_rows(path, rows: list[dict], digits: int | None = None) -> None:
     """The per-item rows such a script collected, as CSV (floats to `digits` places if given)."""
-    import csv
-
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

@@ -141,6 +141,15 @@ def separation_notes(wav: torch.Tensor, targets: torch.Tensor, prompts, sample_r
     return notes + [f"{p!r}: {n}" for p, n in quiet_targets(wav, targets, prompts) if p not in flagged]
 
 
+def check_separation(sep: TextQueriedSeparator, wav: torch.Tensor, out: dict, prompts,
+                     check_presence: bool = True) -> tuple[dict | None, list[str]]:
+    """After one separation: (the presence check's dict or None, the notes for the user), as
+    `separate`, `codecsep separate` and the web app report them. `check_presence` False (audio
+    queries, or the user's choice) skips the check; the input and quiet-target notes remain."""
+    found = presence(sep, wav, out, prompts) if check_presence else None
+    return found, separation_notes(wav, out["target"], prompts, sep.sample_rate, found)
+
+
 def query_embeddings(sep: TextQueriedSeparator, examples, audio_encoder=None,
                      anchor_weight: float | None = None) -> torch.Tensor:
     """(P, E) conditioning for audio examples (files): their audio-encoder embeddings, in the
@@ -196,7 +205,7 @@ def separate(path_or_array, prompts=None, model=None, sample_rate: int | None = 
         wav = _as_waveform(path_or_array, sep, sample_rate)
         wav = to_mono(wav) if mono else wav
     out = sep.separate(wav, prompts, cond=cond)
-    found = presence(sep, wav, out, prompts) if cond is None and presence_check else None
-    for note in separation_notes(wav, out["target"], prompts, sep.sample_rate, found):
+    found, notes = check_separation(sep, wav, out, prompts, cond is None and presence_check)
+    for note in notes:
         warnings.warn(note, stacklevel=2)
     return {**out, "sample_rate": sep.sample_rate, "prompts": prompts, "presence": found}

@@ -29,7 +29,7 @@ from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
-from .api import get_separator, presence, query_embeddings, read_input, separation_notes, slug
+from .api import check_separation, get_separator, query_embeddings, read_input, slug
 from .postfilter import PostFilter
 from .separator import check_prompts
 
@@ -205,8 +205,7 @@ def separate_audio(sep, path: Path, prompts, cond, mono: bool, check_presence: b
         tqdm.write(f"codecsep: {path}: resampling {file_rate} Hz -> {sep.sample_rate} Hz "
                    f"(outputs are at {sep.sample_rate} Hz)", file=sys.stderr)
     rows = sep.separate(wav, prompts, cond=cond)
-    found = presence(sep, wav, rows, prompts) if check_presence else None
-    for note in separation_notes(wav, rows["target"], prompts, sep.sample_rate, found):
+    for note in check_separation(sep, wav, rows, prompts, check_presence)[1]:
         tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
     return Result(rows, wav.shape[-1], False)
 
