@@ -18,10 +18,9 @@ import argparse
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from codecsep.evaluate import (add_item_set_arguments, item_set, load_model, run_model, score,
-                               write_item_rows)
+from codecsep.evaluate import (add_item_set_arguments, by_mixture, item_set, load_model, run_model,
+                               score, write_item_rows)
 from codecsep.metrics import si_sdr
 from codecsep.separators.api import installed_presence_check
 
@@ -55,12 +54,8 @@ def main() -> None:
     shipped = model.members
     variants = {"median": shipped, **{f"m{k}": (k,) for k in shipped}}
     es, items, _ = item_set(a)
-    by_mixture: dict[int, list] = {}
-    for it in items:
-        by_mixture.setdefault(it.index, []).append(it)
     rows = []
-    for index, its in tqdm(by_mixture.items(), desc="mixtures", unit="mix"):
-        m = es[index]
+    for m, its in by_mixture(es, items):
         text = model.embed([it.prompt for it in its])
         est = {}
         for name, members in variants.items():

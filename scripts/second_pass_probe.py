@@ -14,10 +14,9 @@ import argparse
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from codecsep.evaluate import (EvalItem, add_item_set_arguments, bootstrap_ci, item_set, load_model,
-                               run_model, score, write_item_rows)
+from codecsep.evaluate import (EvalItem, add_item_set_arguments, bootstrap_ci, by_mixture, item_set,
+                               load_model, run_model, score, write_item_rows)
 
 
 def main() -> None:
@@ -30,12 +29,8 @@ def main() -> None:
     shipped = model.members
     second = {"all members": shipped, **{f"member {k} alone": (k,) for k in shipped}}
     es, items, _ = item_set(a)
-    by_mixture: dict[int, list] = {}
-    for it in items:
-        by_mixture.setdefault(it.index, []).append(it)
     rows = []
-    for index, its in tqdm(by_mixture.items(), desc="mixtures", unit="mix"):
-        m = es[index]
+    for m, its in by_mixture(es, items):
         mix = torch.from_numpy(m.mixture)
         model.members = shipped
         first = run_model(model, m.mixture, m.sources, its)

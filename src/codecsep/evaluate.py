@@ -394,8 +394,9 @@ class PromptSource:
 
 def add_item_set_arguments(ap, n: int = 100, split: str = "valid") -> None:
     """The arguments of the scripts that walk the items of one evaluation set themselves
-    (`scripts/absent_prompts.py`, `query_by_example.py`, `member_selection.py`): --model, --n,
-    --protocol, --split, --seed, --manifest. `item_set(args, mode)` loads what they name."""
+    (`scripts/absent_prompts.py`, `query_by_example.py`, `member_selection.py`,
+    `second_pass_probe.py`): --model, --n, --protocol, --split, --seed, --manifest.
+    `item_set(args, mode)` loads what they name; `by_mixture` walks them."""
     ap.add_argument("--model", default="codecsep")
     ap.add_argument("--n", type=int, default=n, help="the first N mixtures of the set")
     ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
@@ -410,6 +411,16 @@ def item_set(args, prompt_mode: str = "label", root: str = "data/eval"):
     prompts = PromptSource(args.manifest)
     es = ensure_eval_set(args.protocol, args.n, root, args.manifest, args.seed, DEFAULT_N, args.split)
     return es, eval_items(es, args.n, args.protocol, prompt_mode, prompts), prompts
+
+
+def by_mixture(eval_set, items: list, desc: str = "mixtures"):
+    """(mixture, its items) for each mixture the items name, in order, with a progress bar:
+    how the scripts that walk an item set separate each mixture once for all its prompts."""
+    groups: dict[int, list] = {}
+    for it in items:
+        groups.setdefault(it.index, []).append(it)
+    for index, its in tqdm(groups.items(), desc=desc, unit="mix"):
+        yield eval_set[index], its
 
 
 def write_item_rows(path, rows: list[dict], digits: int | None = None) -> None:
@@ -718,21 +729,18 @@ def evaluate(cfg: EvalConfig, out_dir=None, model=None, overwrite: bool = False,
 def score_items(model, eval_set, items: list[EvalItem], log: ItemLog, cfg: EvalConfig,
                 render=None) -> None:
     """Separate and score every item not yet in the log, one mixture (all its prompts) at a time."""
-    by_mixture: dict[int, list[tuple[int, EvalItem]]] = {}
-    for position, it in enumerate(items):
-        if it.key not in log:
-            by_mixture.setdefault(it.index, []).append((position, it))
-    if not by_mixture:
+    position = {it.key: k for k, it in enumerate(items)}
+    todo = [it for it in items if it.key not in log]
+    if not todo:
         return
-    for index, todo in tqdm(by_mixture.items(), desc=f"eval {cfg.protocol}", unit="mix"):
-        m = eval_set[index]
-        out = run_model(model, m.mixture, m.sources, [it for _, it in todo])
-        for p, (position, it) in enumerate(todo):
+    for m, its in by_mixture(eval_set, todo, f"eval {cfg.protocol}"):
+        out = run_model(model, m.mixture, m.sources, its)
+        for p, it in enumerate(its):
             est, ref = estimate_and_reference(cfg.task, out, p, m.mixture,
                                               m.sources[it.source_index], render)
             row = {**asdict(it), "protocol": cfg.protocol, "task": cfg.task,
                    **score(est, ref, torch.from_numpy(m.mixture))}
-            if cfg.visqol and position < cfg.visqol_items:
+            if cfg.visqol and position[it.key] < cfg.visqol_items:
                 row["visqol"] = visqol_score(est, ref)
             if cfg.semantic:
                 row["semantic"] = semantic(est, it.prompt)
