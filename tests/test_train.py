@@ -54,6 +54,47 @@ def test_draw_mixture_is_sum_of_sources_and_deterministic(tmp_path):
     assert np.allclose(mix, sources.sum(0), atol=1e-6)
 
 
+def test_confusable_draws_pair_each_class_with_its_neighbours_and_leave_old_streams_alone(tmp_path):
+    import json
+
+    from codecsep.errors import CodecSepError
+    from codecsep.train.separator import confusable_neighbours, pick_classes
+
+    labels = ["a", "b", "c", "d", "e"]
+    table = tmp_path / "near.json"
+    table.write_text(json.dumps({"neighbours": {
+        "a": [["b", 0.9], ["c", 0.8]], "b": [["a", 0.9], ["zz", 0.5]], "c": [["d", 0.7], ["a", 0.6]],
+        "d": [["e", 0.9], ["c", 0.7]], "e": [["d", 0.9], ["a", 0.1]]}}))
+    near = confusable_neighbours(str(table), labels)
+    assert near[0].tolist() == [1, 2] and near[1].tolist() == [0]  # a label the bank lacks is dropped
+    # off (p = 0): exactly the uniform draw earlier recipes made
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(20):
+        assert np.array_equal(pick_classes(5, 3, a, near, 0.0), b.choice(5, size=3, replace=False))
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        first, *rest = pick_classes(5, 2, rng, near, 1.0)
+        assert set(rest) <= set(near[first].tolist()) and first not in rest
+    # three sources where a class has a single neighbour: that draw falls back to uniform
+    picks = [pick_classes(5, 3, rng, near, 1.0) for _ in range(200)]
+    assert all(len(set(p.tolist())) == 3 for p in picks)
+    with pytest.raises(CodecSepError, match="no neighbours"):
+        confusable_neighbours(str(table), labels + ["f"])
+    with pytest.raises(CodecSepError, match="--confusable"):
+        SeparatorRecipe(p_confusable=0.3)
+    with pytest.raises(CodecSepError, match="p_confusable"):
+        SeparatorRecipe(p_confusable=1.5, confusable=str(table))
+
+
+def test_the_confusable_table_lists_the_nearest_other_classes():
+    from helpers import load_script
+
+    near = load_script("confusable_classes").nearest(
+        torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), dim=1),
+        ["x", "y", "z"], 1)
+    assert near == {"x": [["y", 0.8]], "y": [["x", 0.8]], "z": [["y", 0.6]]}
+
+
 def test_batches_pair_each_mixture_with_two_targets(tmp_path):
     from codecsep.data.manifest import read_manifest
     from codecsep.train.separator import PromptTable, separator_batches

@@ -9,6 +9,7 @@ residual (mixture - target), so extraction and removal are both trained.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import sys
@@ -73,6 +74,11 @@ class SeparatorRecipe:
     # held-out paraphrase is left out, so those stay unseen
     wordnet: str = ""
     p_alias: float = 0.3
+    # classes that sound alike (`scripts/confusable_classes.py`'s JSON table): for a share
+    # `p_confusable` of the mixtures, the other sources are drawn from the first source's
+    # neighbours rather than from every class, so confusable pairs meet more often
+    confusable: str = ""
+    p_confusable: float = 0.0
     seed: int = 0
 
     def coded_range(self) -> tuple[int, int]:
@@ -91,8 +97,11 @@ class SeparatorRecipe:
         PostFilter.parse(self.postfilter)
         if not 0 <= self.p_alias <= 1:
             raise CodecSepError(f"p_alias must be in [0, 1], got {self.p_alias:g}")
-        if not 0 <= self.p_coded <= 1:
-            raise CodecSepError(f"p_coded must be in [0, 1], got {self.p_coded:g}")
+        for name in ("p_coded", "p_confusable"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise CodecSepError(f"{name} must be in [0, 1], got {getattr(self, name):g}")
+        if self.p_confusable and not self.confusable:
+            raise CodecSepError("p_confusable needs a table of confusable classes (--confusable)")
         if not 0 <= self.seconds_min <= self.seconds:
             raise CodecSepError(f"seconds_min must be in [0, seconds={self.seconds:g}], "
                                 f"got {self.seconds_min:g}")
@@ -142,12 +151,39 @@ def training_aliases(directory: str, labels) -> dict[str, list[str]]:
     return {lab: [n for n in ns if not any(f" {n} " in h for h in held)] for lab, ns in names.items()}
 
 
-def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.random.Generator):
+def confusable_neighbours(path: str, labels: list[str]) -> list[np.ndarray]:
+    """For each of `labels` (a bank's), the indices of its neighbours in the table at `path`
+    (`scripts/confusable_classes.py`) that the bank holds."""
+    table = json.loads(Path(path).read_text())["neighbours"]
+    index = {label: i for i, label in enumerate(labels)}
+    missing = [label for label in labels if label not in table]
+    if missing:
+        raise CodecSepError(f"{path}: no neighbours for {missing[:5]}: make the table from this corpus")
+    return [np.array([index[o] for o, _ in table[label] if o in index]) for label in labels]
+
+
+def pick_classes(n_labels: int, k: int, rng: np.random.Generator, neighbours=None,
+                 p_confusable: float = 0.0) -> np.ndarray:
+    """k distinct class indices: uniformly, or (a share `p_confusable`, given `neighbours`) the
+    first uniformly and the rest among its neighbours. Without `p_confusable` the draw is the
+    one earlier recipes made, so their mixture streams are unchanged."""
+    if p_confusable and rng.random() < p_confusable:
+        first = int(rng.integers(n_labels))
+        near = neighbours[first]
+        if len(near) >= k - 1:
+            return np.concatenate([[first], rng.choice(near, size=k - 1, replace=False)])
+    return rng.choice(n_labels, size=k, replace=False)
+
+
+def draw_mixture(bank: ClipBank, recipe: SeparatorRecipe, length: int, rng: np.random.Generator,
+                 neighbours=None):
     """(mixture (T,), sources (K, T), labels) as float32; the mixture is the sum of the sources.
 
-    K is 2 or 3 sources of distinct classes; source levels differ by up to +-loudness_db."""
+    K is 2 or 3 sources of distinct classes (`pick_classes`; `neighbours` from
+    `confusable_neighbours` when the recipe draws confusable classes); source levels differ by
+    up to +-loudness_db."""
     k = 3 if rng.random() < recipe.p_three else 2
-    picks = rng.choice(len(bank.labels), size=k, replace=False)
+    picks = pick_classes(len(bank.labels), k, rng, neighbours, recipe.p_confusable)
     sources = []
     for j, li in enumerate(picks):
         idx = bank.by_label[bank.labels[li]]
@@ -183,11 +219,12 @@ def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRec
     warm-started run a stream of its own instead of a replay of the first steps' mixtures."""
     step = start_step() if start_step is not None else 0
     rng = np.random.default_rng([seed, step] if step else seed)
+    neighbours = confusable_neighbours(recipe.confusable, bank.labels) if recipe.p_confusable else None
     while True:
         length = batch_length(recipe, sample_rate, rng)
         mixes, targets, conds = [], [], []
         while len(mixes) < recipe.batch_size:
-            mix, sources, labels = draw_mixture(bank, recipe, length, rng)
+            mix, sources, labels = draw_mixture(bank, recipe, length, rng, neighbours)
             n = min(recipe.targets_per_mixture, len(labels), recipe.batch_size - len(mixes))
             for k in rng.choice(len(labels), size=n, replace=False):
                 mixes.append(mix)
