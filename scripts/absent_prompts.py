@@ -30,7 +30,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_item_set_arguments(ap, n=50)
     ap.add_argument("--prompt-mode", default="label", choices=("label", "caption", "heldout"))
-    ap.add_argument("--csv", default="", help="write one row of presence features per prompt here")
     ap.add_argument("--audio-encoder", default="", help="the features' audio encoder (default: shipped)")
     ap.add_argument("--anchored", action="store_true",
                     help="features from the separator's anchored prompt embeddings (separator.embed)")

@@ -44,7 +44,6 @@ def rules(table: dict[str, np.ndarray], names: list[str]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_item_set_arguments(ap)
-    ap.add_argument("--csv", default="", help="write one row per item (every variant's numbers)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model(a.model)

@@ -30,7 +30,6 @@ def main() -> None:
     add_item_set_arguments(ap, split="test")
     ap.add_argument("--audio-encoder", default="", help="default: the shipped encoder")
     ap.add_argument("--query-seconds", type=float, default=10.0)
-    ap.add_argument("--csv", default="")
     ap.add_argument("--anchor-weight", type=float, default=0.0,
                     help="pull the query toward the training captions, as text prompts are")
     a = ap.parse_args()

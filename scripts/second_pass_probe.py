@@ -22,7 +22,6 @@ from codecsep.evaluate import (EvalItem, add_item_set_arguments, bootstrap_ci, b
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_item_set_arguments(ap)
-    ap.add_argument("--csv", default="", help="write one row per item")
     a = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model(a.model)
