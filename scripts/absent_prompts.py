@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from codecsep.evaluate import (add_item_set_arguments, item_set, load_model, run_model,
+from codecsep.evaluate import (add_item_set_arguments, item_set, parse_item_set_args, run_model,
                                write_item_rows)
 from codecsep.separators.presence import FEATURES, presence_features
 from codecsep.text.audio_encoder import AudioEncoder
@@ -33,9 +33,7 @@ def main() -> None:
     ap.add_argument("--audio-encoder", default="", help="the features' audio encoder (default: shipped)")
     ap.add_argument("--anchored", action="store_true",
                     help="features from the separator's anchored prompt embeddings (separator.embed)")
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    model = load_model(a.model)
+    a, model = parse_item_set_args(ap)
     encoder = AudioEncoder.load(a.audio_encoder).eval() if a.audio_encoder else None
     es, items, prompts = item_set(a, a.prompt_mode)
     labels = sorted({it.label for it in items})

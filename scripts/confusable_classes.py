@@ -30,8 +30,8 @@ def nearest(means: torch.Tensor, labels: list[str], k: int) -> dict[str, list[li
     sim = means @ means.T
     sim.fill_diagonal_(-2.0)
     top = sim.topk(k, dim=1)
-    return {labels[i]: [[labels[j], round(float(c), 4)] for c, j in zip(top.values[i], top.indices[i])]
-            for i in range(len(labels))}
+    return {labels[i]: [[labels[j], round(float(c), 4)]
+                        for c, j in zip(top.values[i], top.indices[i])] for i in range(len(labels))}
 
 
 def main() -> None:
@@ -54,7 +54,8 @@ def main() -> None:
     means = []
     for label in tqdm(labels, desc="classes", unit="class"):
         clips = by_label[label]
-        chosen = [clips[i] for i in sorted(rng.choice(len(clips), min(a.clips, len(clips)), replace=False))]
+        pick = rng.choice(len(clips), min(a.clips, len(clips)), replace=False)
+        chosen = [clips[i] for i in sorted(pick)]
         with torch.no_grad():
             emb = torch.stack([check.encoder.embed(*load_audio(c.path)) for c in chosen])
         means.append(torch.nn.functional.normalize(emb.mean(0), dim=0))

@@ -19,8 +19,8 @@ import argparse
 import numpy as np
 import torch
 
-from codecsep.evaluate import (add_item_set_arguments, by_mixture, item_set, load_model, run_model,
-                               score, write_item_rows)
+from codecsep.evaluate import (add_item_set_arguments, by_mixture, item_set, parse_item_set_args,
+                               run_model, score, write_item_rows)
 from codecsep.metrics import si_sdr
 from codecsep.separators.api import installed_presence_check
 
@@ -44,9 +44,7 @@ def rules(table: dict[str, np.ndarray], names: list[str]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_item_set_arguments(ap)
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    model = load_model(a.model)
+    a, model = parse_item_set_args(ap)
     check = installed_presence_check()
     if check is None:
         raise SystemExit("no presence check installed: its audio encoder gives `sem`")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from codecsep.audio import load_audio
 from codecsep.data.manifest import read_manifest
-from codecsep.evaluate import (add_item_set_arguments, bootstrap_ci, item_set, load_model,
+from codecsep.evaluate import (add_item_set_arguments, bootstrap_ci, item_set, parse_item_set_args,
                                run_model, score, write_item_rows)
 from codecsep.text.audio_encoder import AudioEncoder
 
@@ -32,9 +32,7 @@ def main() -> None:
     ap.add_argument("--query-seconds", type=float, default=10.0)
     ap.add_argument("--anchor-weight", type=float, default=0.0,
                     help="pull the query toward the training captions, as text prompts are")
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    model = load_model(a.model)
+    a, model = parse_item_set_args(ap)
     encoder = AudioEncoder.load(a.audio_encoder or None).eval()
     es, items, _ = item_set(a)
     clips = read_manifest(a.manifest, split=a.split)

@@ -16,15 +16,13 @@ import numpy as np
 import torch
 
 from codecsep.evaluate import (EvalItem, add_item_set_arguments, bootstrap_ci, by_mixture, item_set,
-                               load_model, run_model, score, write_item_rows)
+                               parse_item_set_args, run_model, score, write_item_rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_item_set_arguments(ap)
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    model = load_model(a.model)
+    a, model = parse_item_set_args(ap)
     shipped = model.members
     second = {"all members": shipped, **{f"member {k} alone": (k,) for k in shipped}}
     es, items, _ = item_set(a)
@@ -49,13 +47,14 @@ def main() -> None:
     base = np.array([r["pass 1"] for r in rows])
     print(f"# A second pass over the estimate ({a.model}, {a.protocol} {a.split} seed {a.seed}, "
           f"first {a.n} mixtures, label prompts, {len(rows)} items)\n\n"
-          f"| pass | mean SI-SDRi (dB) | minus pass 1 [95% CI] | items better |\n|---|---|---|---|\n"
+          "| pass | mean SI-SDRi (dB) | minus pass 1 [95% CI] | items better |\n"
+          "|---|---|---|---|\n"
           f"| pass 1 (shipped) | {base.mean():.2f} | | |")
     for name in second:
         v = np.array([r[f"pass 2, {name}"] for r in rows])
         lo, hi = bootstrap_ci(v - base)
-        print(f"| pass 2, {name} | {v.mean():.2f} | {(v - base).mean():+.2f} [{lo:+.2f}, {hi:+.2f}] | "
-              f"{(v > base).mean():.0%} |")
+        print(f"| pass 2, {name} | {v.mean():.2f} | {(v - base).mean():+.2f} "
+              f"[{lo:+.2f}, {hi:+.2f}] | {(v > base).mean():.0%} |")
     print(f"\nReproduce: `python scripts/second_pass_probe.py --model {a.model} --n {a.n} --protocol "
           f"{a.protocol} --split {a.split} --seed {a.seed}" + (f" --csv {a.csv}`" if a.csv else "`"))
 

@@ -396,14 +396,23 @@ def add_item_set_arguments(ap, n: int = 100, split: str = "valid") -> None:
     """The arguments of the scripts that walk the items of one evaluation set themselves
     (`scripts/absent_prompts.py`, `query_by_example.py`, `member_selection.py`,
     `second_pass_probe.py`): --model, --n, --protocol, --split, --seed, --manifest, --csv.
-    `item_set(args, mode)` loads what they name; `by_mixture` walks them."""
+    `parse_item_set_args` parses them and loads the model, `item_set(args, mode)` loads the
+    items they name, `by_mixture` walks them."""
     ap.add_argument("--model", default="codecsep")
     ap.add_argument("--n", type=int, default=n, help="the first N mixtures of the set")
     ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
     ap.add_argument("--split", default=split)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--manifest", default="data/corpus/manifest.jsonl")
-    ap.add_argument("--csv", default="", help="write the script's rows (one per item or prompt) here")
+    ap.add_argument("--csv", default="", help="write the script's rows (per item or prompt) here")
+
+
+def parse_item_set_args(ap):
+    """(arguments, model) of such a script: its arguments parsed and its --model loaded, on one
+    thread (as the committed evaluations ran)."""
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    return args, load_model(args.model)
 
 
 def item_set(args, prompt_mode: str = "label", root: str = "data/eval"):

@@ -158,7 +158,8 @@ def confusable_neighbours(path: str, labels: list[str]) -> list[np.ndarray]:
     index = {label: i for i, label in enumerate(labels)}
     missing = [label for label in labels if label not in table]
     if missing:
-        raise CodecSepError(f"{path}: no neighbours for {missing[:5]}: make the table from this corpus")
+        raise CodecSepError(f"{path}: no neighbours for {missing[:5]}: make the table from this "
+                            f"corpus (scripts/confusable_classes.py)")
     return [np.array([index[o] for o, _ in table[label] if o in index]) for label in labels]
 
 
@@ -219,7 +220,8 @@ def separator_batches(bank: ClipBank, prompts: PromptTable, recipe: SeparatorRec
     warm-started run a stream of its own instead of a replay of the first steps' mixtures."""
     step = start_step() if start_step is not None else 0
     rng = np.random.default_rng([seed, step] if step else seed)
-    neighbours = confusable_neighbours(recipe.confusable, bank.labels) if recipe.p_confusable else None
+    neighbours = (confusable_neighbours(recipe.confusable, bank.labels) if recipe.p_confusable
+                  else None)
     while True:
         length = batch_length(recipe, sample_rate, rng)
         mixes, targets, conds = [], [], []
