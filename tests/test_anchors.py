@@ -205,3 +205,27 @@ def test_eval_overrides_combine_in_label_folder_and_command():
     assert cfg.model_label == "codecsep --anchor-weight 0.3 --shifts 2"
     assert default_out_dir(cfg).parent.name == "codecsep-anchor0.3-shifts2"
     assert cfg.command().endswith("--anchor-weight 0.3 --shifts 2")
+
+
+def test_the_sounds_a_checkpoint_knows_come_from_its_training_captions(tmp_path, capsys):
+    from dataclasses import replace
+
+    from codecsep.cli import main
+    from codecsep.separators.api import trained_sounds
+
+    texts = ("a violin playing", "someone talking", "birds chirping", "not a caption of any label")
+    assert PromptAnchors(texts, weight=0.5).labels() == ["birdsong", "speech", "violin"]
+    assert PromptAnchors().labels() == []
+    path = save_tiny_separator(tmp_path)
+    assert trained_sounds(str(path)) == []  # no captions: it cannot say
+    assert main(["sounds", "--model", str(path)]) == 0
+    assert "carries no training captions" in capsys.readouterr().out
+    sep = Separator.load(path)
+    sep.config = replace(sep.config, anchors=PromptAnchors(texts, weight=0.5))
+    known = sep.save(tmp_path / "known")
+    assert trained_sounds(str(known)) == ["birdsong", "speech", "violin"]
+    assert main(["sounds", "--model", str(known)]) == 0
+    out = capsys.readouterr().out
+    assert "trained on 3 sounds" in out and "music (1): violin" in out
+    assert "effects (1): birdsong" in out and "pulled toward the nearest" in out
+    assert main(["sounds", "--model", str(tmp_path / "missing")]) == 2

@@ -13,6 +13,7 @@ _LAZY = {
     "si_sdr": "codecsep.metrics",
     "si_sdr_improvement": "codecsep.metrics",
     "separate": "codecsep.separators.api",
+    "trained_sounds": "codecsep.separators.api",
 }
 
 

@@ -17,6 +17,7 @@ from .errors import CodecSepError
 COMMANDS: dict[str, str] = {
     "demo": "codecsep.demo",
     "separate": "codecsep.separators.cli",
+    "sounds": "codecsep.separators.sounds",
     "corpus": "codecsep.data.cli",
     "train": "codecsep.train.cli",
     "eval": "codecsep.evaluate",

@@ -55,6 +55,13 @@ def get_separator(model: TextQueriedSeparator | str | os.PathLike | None = None,
     return _load_cached(str(Path(model).resolve()) if model is not None else None)
 
 
+def trained_sounds(model: TextQueriedSeparator | str | os.PathLike | None = None) -> list[str]:
+    """The sounds a separator was trained on (the default: the shipped one), as corpus labels:
+    the prompts it knows best. Other prompts are pulled toward the nearest of them when the
+    checkpoint anchors its prompts. [] if the checkpoint carries no training captions."""
+    return get_separator(model).anchors.labels()
+
+
 def read_input(path, sep: TextQueriedSeparator, mono: bool = False) -> tuple[torch.Tensor, int]:
     """Audio file -> ((C, T) at the separator's rate, the file's own rate)."""
     wav, file_rate = load_audio(path, mono=mono)

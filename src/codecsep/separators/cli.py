@@ -292,7 +292,8 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN",
                    help="audio file, folder of audio files, or codes file (with --codes-in)")
     p.add_argument("-p", "--prompt", action="append", default=[], metavar="TEXT",
-                   help="sound to separate, e.g. 'dog barking' (repeat for several)")
+                   help="sound to separate, e.g. 'violin' (repeat for several; `codecsep "
+                        "sounds` lists what the model was trained on)")
     p.add_argument("--instruction", metavar="TEXT",
                    help="free-form request, e.g. 'remove the speech'")
     p.add_argument("--query-audio", action="append", default=[], metavar="PATH",

@@ -70,6 +70,14 @@ class PromptAnchors:
     def active(self) -> bool:
         return self.weight > 0 and bool(self.texts)
 
+    def labels(self) -> list[str]:
+        """The corpus labels (`data.captions`) whose captions are among the texts: the sounds a
+        checkpoint was trained on, sorted ([] when it carries no captions)."""
+        from ..data.captions import CAPTIONS
+
+        texts = set(self.texts)
+        return sorted(label for label, captions in CAPTIONS.items() if texts & set(captions))
+
 
 def anchor_embeddings(emb: torch.Tensor, anchors: torch.Tensor, weight: float,
                       temperature: float, values: torch.Tensor | None = None) -> torch.Tensor:
