@@ -52,6 +52,23 @@ def test_requests_as_prompts_or_instructions():
         resolve_request("dog", "isolate")
 
 
+def test_the_app_lists_the_sounds_its_model_knows(separator, tmp_path):
+    from dataclasses import replace
+
+    from codecsep.app import build_app
+    from codecsep.text.anchors import PromptAnchors
+
+    def sounds_panel(sep):
+        config = build_app(sep, output_root=tmp_path).config
+        return [c for c in config["components"] if c.get("props", {}).get("elem_id") == "sounds"]
+
+    assert not sounds_panel(separator)  # no training captions: nothing to list
+    known = Separator.load(save_tiny_separator(tmp_path / "known"))
+    known.config = replace(known.config, anchors=PromptAnchors(("a violin playing", "birds chirping")))
+    panel = sounds_panel(known)
+    assert len(panel) == 1 and "2 sounds" in panel[0]["props"]["label"]
+
+
 def test_separate_upload_writes_result_residual_and_figure(separator, tmp_path):
     src = tone(tmp_path / "in.wav", 440, channels=2, sr=22050)  # resampled to the model's rate
     extract = separate_upload(separator, src, "dog", "extract", tmp_path / "x")

@@ -89,7 +89,7 @@ def resolve_request(text: str, task: str = "auto", labels=None) -> tuple[str, st
         raise AppInputError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     text = (text or "").strip()
     if not text:
-        raise AppInputError("type what to extract or remove, e.g. 'dog barking'")
+        raise AppInputError("type what to extract or remove, e.g. 'violin'")
     if task != "auto":
         return task, text
     from .text import parse_instruction
@@ -207,7 +207,14 @@ def build_app(separator, limits: Limits = Limits(), concurrency: int = 2, output
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                  label="Recording", elem_id="input-audio")
                 text = gr.Textbox(label="What to separate", elem_id="prompt",
-                                  placeholder="dog barking   or   remove the traffic noise")
+                                  placeholder="violin   or   remove the speech")
+                known = separator.anchors.labels()
+                if known:
+                    from .separators.sounds import describe
+
+                    with gr.Accordion(f"The {len(known)} sounds this model was trained on",
+                                      open=False, elem_id="sounds"):
+                        gr.Markdown(describe(known).replace("\n", "\n\n"))
                 task = gr.Radio(list(TASKS), value="auto", label="Task", elem_id="task",
                                 info="auto reads the text as an instruction")
                 button = gr.Button("Separate", variant="primary", elem_id="run")
