@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from codecsep.data.bank import ClipBank
 from codecsep.data.manifest import read_manifest
+from codecsep.evaluate import bootstrap_ci
 from codecsep.losses import neg_si_sdr
 from codecsep.separators.masker import combine_masks
 from codecsep.separators.api import get_separator
@@ -48,7 +49,7 @@ class Stacker(nn.Module):
         return (w * cands).sum(1)
 
 
-def batches(bank: ClipBank, sep: Separator, n: int, batch: int, seconds: float, seed: int):
+def batches(bank: ClipBank, sep, n: int, batch: int, seconds: float, seed: int):
     """n batches of (mixture (B,1,T), target (B,1,T), cond (B,E)): the recipe's mixtures, each
     source's label (embedded as the separator hears it) as the prompt."""
     recipe = SeparatorRecipe(batch_size=batch, seconds=seconds, p_augment=0.0)
@@ -117,13 +118,12 @@ def main() -> None:
             _, s_stk = loss_and_sisdr(sep, stacker, mix, target, cond)
             diffs.append(s_stk - s_med), med_all.append(s_med)
     d, med = torch.cat(diffs).numpy(), torch.cat(med_all).numpy()
-    rng = np.random.default_rng(0)
-    boot = [d[rng.integers(len(d), size=len(d))].mean() for _ in range(2000)]
+    lo, hi = bootstrap_ci(d)
     print(f"# Stacker probe ({k} members, {sum(p.numel() for p in stacker.parameters())} weights, "
           f"{a.steps} steps, {time.time() - start:.0f} s)\n")
     print(f"- training loss, first / last 50 steps: {np.mean(log[:50]):.2f} / {np.mean(log[-50:]):.2f}")
     print(f"- VALID-clip mixtures ({len(d)} items): median SI-SDR {med.mean():.2f} dB; stacker - median "
-          f"{d.mean():+.2f} [{np.percentile(boot, 2.5):+.2f}, {np.percentile(boot, 97.5):+.2f}] dB; "
+          f"{d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}] dB; "
           f"stacker better on {(d > 0).mean():.0%} of items")
 
 
