@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -130,3 +131,33 @@ def test_pool_draws_script_gives_the_mean_over_all_items(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "3.00 [" in r.stdout and "5 items of 2 draws" in r.stdout  # (2+4-3+5+7)/5
     assert "draws: 3.00, 3.00" in r.stdout and "below 0 dB: 20%" in r.stdout
+
+
+def test_valid_gate_applies_the_pre_registered_rule(tmp_path):
+    """scripts/valid_gate.py: mean of the four paired draw differences >= bar, and each
+    protocol's two-draw mean >= 0; it reads already-scored draws without scoring them again."""
+    from helpers import load_script
+
+    gate = load_script("valid_gate")
+    gains = {("two_source", 0): 0.6, ("two_source", 1): 0.4, ("three_source", 0): 0.1,
+             ("three_source", 1): -0.3}  # mean +0.2, three-source's two-draw mean -0.1
+    for (p, s), g in gains.items():
+        base = [1.0, 2.0, 3.0, 4.0]
+        result(gate.draw_folder(tmp_path / "ref", p, s), "old", base, fingerprint=f"{p}{s}")
+        result(gate.draw_folder(tmp_path / "new", p, s), "new", [b + g for b in base],
+               fingerprint=f"{p}{s}")
+        (gate.draw_folder(tmp_path / "new", p, s) / "summary.json").write_text("{}")
+    gate.score("unused", tmp_path / "new", 1, "/nonexistent/codecsep")  # all four already scored
+    v = gate.verdict(tmp_path / "new", tmp_path / "ref", bar=0.15)
+    assert v["mean"] == pytest.approx(0.2) and v["protocol_means"]["three_source"] == pytest.approx(-0.1)
+    assert not v["passed"]  # over the bar, but one protocol below 0
+    assert gate.verdict(tmp_path / "new", tmp_path / "ref", bar=0.25)["passed"] is False
+    reverse = gate.verdict(tmp_path / "ref", tmp_path / "new", bar=-0.25)  # -0.2, two-source < 0
+    assert reverse["mean"] == pytest.approx(-0.2) and not reverse["passed"]
+    for s in (0, 1):  # make three-source's draws equal to the reference's: now it passes
+        folder = gate.draw_folder(tmp_path / "new", "three_source", s)
+        shutil.rmtree(folder)
+        result(folder, "new", [1.0, 2.0, 3.0, 4.0], fingerprint=f"three_source{s}")
+    assert gate.verdict(tmp_path / "new", tmp_path / "ref", bar=0.15)["passed"]  # +0.25, 0
+    assert gate.draw_folder(tmp_path, "two_source", 0).name == "two_source-valid"
+    assert gate.draw_folder(tmp_path, "three_source", 1).name == "three_source-valid-seed1"
