@@ -500,3 +500,28 @@ def test_curated_wavpack_rows_are_decoded_once(tmp_path, monkeypatch):
     curated.table_recordings("game", tmp_path, table, "CC0")
     assert calls == ["wvunpack"]  # decoded once; the missing file is reported, not decoded
     assert src.is_file()  # the package's file is left as it was
+
+
+def test_unseen_table_names_known_effects_from_packages_no_other_split_uses(tmp_path):
+    """unseen.tsv: effects of classes the corpus has, from packages that neither the keyword
+    rules, the train-only table nor the speech sources draw on; its rows form split `unseen`."""
+    from codecsep.data.sources import curated, speech, tuxpaint
+
+    unseen = curated.read_table(curated.UNSEEN_TABLE)
+    labels = {lab for rows in unseen.values() for lab in rows.values()}
+    assert labels and labels <= {r.label for r in sfx.RULES}
+    used = (set(sfx.PACKAGES) | set(curated.read_table()) | set(speech.PACKAGES)
+            | {tuxpaint.PACKAGE, curated.KTUBERLING})
+    assert set(unseen).isdisjoint(used)
+    for i in range(8):
+        _sine_wav(tmp_path / f"boom/{i}.wav")
+    recs = curated.table_recordings("game", tmp_path, {f"boom/{i}.wav": "explosion" for i in range(8)},
+                                    "GPL", per_label=curated.MAX_PER_PACKAGE_LABEL_UNSEEN,
+                                    split="unseen")
+    assert len(recs) == 6 and {r.split for r in recs} == {"unseen"}
+    if REAL_MANIFEST.is_file():  # in the built corpus: the split holds only its packages
+        from codecsep.data.manifest import read_manifest
+
+        clips = read_manifest(REAL_MANIFEST)
+        assert {c.source for c in clips if c.split == "unseen"} <= set(unseen)
+        assert not {c.source for c in clips if c.split != "unseen"} & set(unseen)

@@ -310,7 +310,8 @@ def ensure_eval_set(protocol: str, n: int, eval_root, manifest, seed: int = EVAL
     """The fixed set for (protocol, seed, split), written from that split of the manifest if
     absent (with max(n, set_size) mixtures, so a quick run with a small n does not fix a small
     set). Results are judged on "test"; "train" / "valid" sets of the same protocol measure how
-    much of the gap to the training curve comes from unseen sources. `seconds`: a set of that
+    much of the gap to the training curve comes from unseen sources; "unseen" holds effects
+    only, from packages no other split draws on (other sound banks). `seconds`: a set of that
     mixture length instead of the protocol's (`eval_mix_config`), kept in a folder of its own."""
     from .data.manifest import read_manifest
     from .data.mixtures import make_protocol, read_eval_set, write_eval_set
@@ -884,7 +885,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="evaluation set seed")
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="corpus split of the evaluation set (default test; train / valid "
-                        "measure the generalisation gap)")
+                        "measure the generalisation gap; unseen: effects from packages no other "
+                        "split draws on)")
     p.add_argument("--seconds", type=float, metavar="S",
                    help="mixtures S seconds long (a set of its own; short clips are tiled): long "
                         "inputs, which run through crossfaded windows (default: the protocol's 4 s)")

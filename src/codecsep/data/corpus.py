@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .captions import captions_for
-from .manifest import Clip, write_manifest
+from .manifest import SPLITS, Clip, write_manifest
 from .sources.base import Recording
 from .sources.processing import TARGET_SR, ProcessResult, process_recording
 
@@ -276,7 +276,7 @@ def drop_thin_classes(entries, dropped: list[str]):
 
 def compute_stats(clips: list[Clip]) -> dict:
     per_class: dict = defaultdict(lambda: {s: {"clips": 0, "recordings": set(), "seconds": 0.0}
-                                           for s in ("train", "valid", "test")})
+                                           for s in SPLITS})
     category = {}
     for c in clips:
         d = per_class[c.label][c.split]
@@ -292,13 +292,13 @@ def compute_stats(clips: list[Clip]) -> dict:
                                  "hours": round(d["seconds"] / 3600, 4)}
     totals = {s: {"clips": sum(v[s]["clips"] for v in classes.values()),
                   "hours": round(sum(v[s]["hours"] for v in classes.values()), 3)}
-              for s in ("train", "valid", "test")}
+              for s in SPLITS}
     by_category = defaultdict(lambda: {"classes": 0, "clips": 0, "hours": 0.0})
     for label, v in classes.items():
         cat = by_category[v["category"]]
         cat["classes"] += 1
-        cat["clips"] += sum(v[s]["clips"] for s in ("train", "valid", "test"))
-        cat["hours"] = round(cat["hours"] + sum(v[s]["hours"] for s in ("train", "valid", "test")), 3)
+        cat["clips"] += sum(v[s]["clips"] for s in SPLITS)
+        cat["hours"] = round(cat["hours"] + sum(v[s]["hours"] for s in SPLITS), 3)
     return {"n_classes": len(classes), "n_clips": len(clips), "splits": totals,
             "categories": dict(by_category), "classes": classes}
 
@@ -310,11 +310,11 @@ def stats_markdown(stats: dict) -> str:
     lines += ["", "| category | classes | clips | hours |", "|---|---|---|---|"]
     lines += [f"| {c} | {v['classes']} | {v['clips']} | {v['hours']:.2f} |"
               for c, v in sorted(stats["categories"].items())]
-    lines += ["", "| class | category | train clips/recs | valid clips/recs | test clips/recs | hours |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| class | category | " + " | ".join(f"{s} clips/recs" for s in SPLITS) + " | hours |",
+              "|---" * (len(SPLITS) + 3) + "|"]
     for label, v in stats["classes"].items():
-        cells = [f"{v[s]['clips']}/{v[s]['recordings']}" for s in ("train", "valid", "test")]
-        hours = sum(v[s]["hours"] for s in ("train", "valid", "test"))
+        cells = [f"{v[s]['clips']}/{v[s]['recordings']}" for s in SPLITS]
+        hours = sum(v[s]["hours"] for s in SPLITS)
         lines.append(f"| {label} | {v['category']} | " + " | ".join(cells) + f" | {hours:.3f} |")
     return "\n".join(lines) + "\n"
 

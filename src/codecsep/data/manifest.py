@@ -11,7 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-SPLITS = ("train", "valid", "test")
+# unseen: effects from packages no other split draws on (data/sources/unseen.tsv), never trained on
+SPLITS = ("train", "valid", "test", "unseen")
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Clip:
     captions: tuple[str, ...]  # several phrasings of the label / a free caption
     source: str  # package or dataset the audio came from, e.g. "0ad-data", "esc50"
     source_id: str  # the unit of splitting: bank, speaker, package or original recording
-    split: str  # train | valid | test
+    split: str  # train | valid | test | unseen
     duration: float  # seconds
     sample_rate: int = 16000  # rate of the file at `path`
     orig_sample_rate: int | None = None  # rate of the original recording

@@ -10,6 +10,11 @@ from 1-3 packages each, and the test (and the hidden) recordings come from other
 Each (package, label) contributes at most `MAX_PER_PACKAGE_LABEL` recordings (hash-chosen), so
 one game's 29 footstep variants do not become the footsteps class.
 
+`unseen.tsv`, in the same format, names effects recordings from packages that nothing else in
+the corpus draws on; they form the `unseen` split (never trained on, and not in valid or test),
+which measures how the separators carry over to other sound banks. At most
+`MAX_PER_PACKAGE_LABEL_UNSEEN` per (package, label).
+
 Speech: KTuberling's spoken words (`ktuberling-data`), one speaker per language, capped like the
 other single-word voices (`speech.cap_per_speaker`).
 """
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 TABLE = Path(__file__).with_name("curated.tsv")
 MAX_PER_PACKAGE_LABEL = 12
+UNSEEN_TABLE = Path(__file__).with_name("unseen.tsv")
+MAX_PER_PACKAGE_LABEL_UNSEEN = 6
 KTUBERLING = "ktuberling-data"
 KTUBERLING_SOUNDS = "usr/share/ktuberling/sounds"
 MAX_PER_SPEAKER = 60
@@ -94,9 +101,9 @@ def category_of(label: str) -> str:
 
 
 def table_recordings(package: str, base: Path, table: dict[str, str], lic: str,
-                     per_label: int | None = None) -> list[Recording]:
-    """Train recordings for the `table` files present under `base` (source id `package:rel`);
-    at most `per_label` per label, chosen by the md5 of the path."""
+                     per_label: int | None = None, split: str = "train") -> list[Recording]:
+    """Recordings of `split` for the `table` files present under `base` (source id
+    `package:rel`); at most `per_label` per label, chosen by the md5 of the path."""
     by_label: dict[str, list[str]] = defaultdict(list)
     for rel, label in table.items():
         by_label[label].append(rel)
@@ -111,7 +118,7 @@ def table_recordings(package: str, base: Path, table: dict[str, str], lic: str,
             continue
         recordings.append(Recording(
             src=str(path), label=table[rel], category=category_of(table[rel]), source=package,
-            source_id=f"{package}:{rel}", split_group=package, license=lic, split="train"))
+            source_id=f"{package}:{rel}", split_group=package, license=lic, split=split))
     return recordings
 
 
@@ -130,14 +137,25 @@ def ktuberling_speakers(root: Path) -> dict[str, list[Recording]]:
     return by_speaker
 
 
+def tables_recordings(cache: Path, path: Path, per_label: int, split: str) -> list[Recording]:
+    """The recordings a table names, package by package (each fetched and unpacked once)."""
+    recordings = []
+    for package, table in sorted(read_table(path).items()):
+        root = extract(package, cache)
+        recordings += table_recordings(package, root, table, package_license(package, root),
+                                       per_label=per_label, split=split)
+    return recordings
+
+
 def collect(cache: Path, speech: bool = True, sounds: bool = True) -> list[Recording]:
+    """Train-only table sounds and voices, then the `unseen` split's recordings (last, so that a
+    copy of a recording the corpus already has is the one deduplication drops)."""
     recordings = []
     if sounds:
-        for package, table in sorted(read_table().items()):
-            root = extract(package, cache)
-            recordings += table_recordings(package, root, table, package_license(package, root),
-                                           per_label=MAX_PER_PACKAGE_LABEL)
+        recordings += tables_recordings(cache, TABLE, MAX_PER_PACKAGE_LABEL, "train")
     if speech:
         recordings += cap_per_speaker(ktuberling_speakers(extract(KTUBERLING, cache)),
                                       lambda _: MAX_PER_SPEAKER)
+    if sounds:
+        recordings += tables_recordings(cache, UNSEEN_TABLE, MAX_PER_PACKAGE_LABEL_UNSEEN, "unseen")
     return recordings
