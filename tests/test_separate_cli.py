@@ -222,6 +222,20 @@ def test_overwrite_replaces_existing_outputs(model, tmp_path, capsys):
     assert sf.info(str(tmp_path / "out" / "a" / "dog.wav")).frames == SR
 
 
+def test_an_output_folder_that_cannot_be_made_fails_before_separating(model, tmp_path, capsys,
+                                                                        monkeypatch):
+    from codecsep.separators import cli as separate_cli
+
+    wav = write_wav(tmp_path / "a.wav")
+    (tmp_path / "afile").write_bytes(b"x")  # a file where a folder of the -o path should be
+    called = []
+    monkeypatch.setattr(separate_cli, "run_job", lambda *a: called.append(a) or "separated")
+    code, _, err = run([wav, "-p", "piano", "-o", tmp_path / "afile" / "sub", "--model", model], capsys)
+    assert code == 2 and "cannot write outputs there" in err and not called
+    code, _, err = run([wav, "-p", "piano", "-o", tmp_path / "new" / "deep", "--model", model], capsys)
+    assert code == 0 and len(called) == 1 and (tmp_path / "new" / "deep" / "a").is_dir()
+
+
 def test_silent_and_very_short_inputs_are_separated_with_a_warning(model, tmp_path, capsys):
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(SR, dtype=np.float32), SR)

@@ -1,6 +1,6 @@
 """`codecsep serve`: a local web app (Gradio) to separate a sound out of a recording by text.
 
-Upload or record audio, type a prompt ("dog barking") or an instruction ("remove the dog"),
+Upload or record audio, type a prompt ("birdsong") or an instruction ("remove the speech"),
 choose extract / remove / auto, then hear and download the result, the residual and a
 spectrogram of all three. The work is done by `separate_upload`, a plain function the UI calls
 (and the tests call without a browser); Gradio's queue runs a few requests at once.

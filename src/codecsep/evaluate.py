@@ -908,8 +908,8 @@ def register(subparsers) -> None:
     p.add_argument("--shifts", type=int, metavar="N",
                    help="shifted passes averaged per window instead of the checkpoint's")
     p.add_argument("--members", type=members_arg, metavar="K[,K]",
-                   help="of a checkpoint that averages several maskers, run only these (1-based, "
-                        "e.g. 1 or 2 or 1,2)")
+                   help="of a checkpoint that combines several maskers (mean or median, as it "
+                        "says), run only these (1-based, e.g. 1 or 2 or 1,2)")
     p.add_argument("--postfilter", type=postfilter_arg, metavar="N_FFT[,POWER]",
                    help="the waveform post-filter instead of the checkpoint's (0: off)")
     p.add_argument("--overwrite", action="store_true", help="discard previous results in --out")

@@ -1,9 +1,9 @@
 """One-call separation from Python, and the helpers the CLI and the demo share.
 
     import codecsep
-    out = codecsep.separate("street.wav", ["dog barking", "car horn"])
-    out["target"][0]     # (C, T) the dog, at out["sample_rate"]
-    out["residual"][1]   # (C, T) everything but the car horn
+    out = codecsep.separate("street.wav", ["birdsong", "engine"])
+    out["target"][0]     # (C, T) the birds, at out["sample_rate"]
+    out["residual"][1]   # (C, T) everything but the engine
 
 Outputs are at the separator's rate (16 kHz for the shipped model), whatever the input's rate:
 the model never sees more bandwidth than that, so resampling back would add nothing.

@@ -1,6 +1,6 @@
 """`codecsep separate`: separate audio files, folders or code streams by text prompts.
 
-    codecsep separate street.wav --prompt "dog barking" -o out/       # out/street/dog_barking.wav
+    codecsep separate street.wav --prompt "birdsong" -o out/          # out/street/birdsong.wav
     codecsep separate songs/ --prompt "speech" --remove -o out/   # out/<stem>/speech_removed.wav
     codecsep separate a.wav --instruction "remove the speech and keep the music" -o out/
     codecsep separate a.codes --codes-in --codes-out --prompt "piano" -o out/   # codes -> codes
@@ -15,7 +15,9 @@ is separated: a bad input or an existing output (without --overwrite) writes not
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +66,8 @@ def resolve_prompts(args) -> tuple[list[str], bool]:
             raise CodecSepError(f"{flag} is for --query-audio examples: add --query-audio")
     if args.instruction is None:
         if not args.prompt:
-            raise CodecSepError("no prompts: give --prompt TEXT (repeatable) or --instruction TEXT")
+            raise CodecSepError("no prompts: give --prompt TEXT (repeatable), --instruction TEXT or "
+                                 "--query-audio EXAMPLE.wav")
         return check_prompts(args.prompt), args.remove
     if args.prompt or args.remove:
         raise CodecSepError("--instruction says what to do: do not combine it with "
@@ -151,6 +154,23 @@ def check_outputs(jobs: list[Job], overwrite: bool) -> None:
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise CodecSepError(f"{existing[0]}: already exists{more}; pass --overwrite to replace")
+
+
+def check_writable(jobs: list[Job]) -> None:
+    """Create the output folders and write a scratch file in each, so that a folder that cannot be
+    written fails now rather than after the first separation (folders this made are removed)."""
+    made: list[Path] = []
+    try:
+        for folder in sorted({o.path.parent for j in jobs for o in j.outputs}):
+            made += [p for p in (folder, *folder.parents) if not p.exists()]
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+    except OSError as e:
+        for p in made:
+            shutil.rmtree(p, ignore_errors=True)
+        raise CodecSepError(f"{e.filename or folder}: cannot write outputs there "
+                            f"({e.strerror or e}); choose another -o folder") from None
 
 
 def probe_audio(path: Path) -> None:
@@ -277,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
             probe_codes(job.source, sep, args.n_quantizers)
         else:
             probe_audio(job.source)
+    check_writable(jobs)
     cond = (query_embeddings(sep, args.query_audio, args.audio_encoder, args.query_anchor_weight)
             if args.query_audio else sep.embed(prompts))
     for note in prompt_notes(sep, prompts, cond if args.query_audio else None):

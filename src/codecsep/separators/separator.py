@@ -1,9 +1,9 @@
 """`Separator`: codec + text encoder + masker, the object users load and call.
 
     sep = Separator.load()                    # the shipped default (Mica codec + MiniLM)
-    out = sep.separate(wav, ["dog barking"])  # wav (T,) or (C, T) at sep.sample_rate
+    out = sep.separate(wav, ["birdsong"])  # wav (T,) or (C, T) at sep.sample_rate
     out["target"], out["residual"]            # (P, C, T) each: one row per prompt
-    codes_out = sep.separate_codes(codes, ["dog barking"])["target"]   # codes in -> codes out
+    codes_out = sep.separate_codes(codes, ["birdsong"])["target"]   # codes in -> codes out
 
 One masker pass gives the target and the residual (mixture - target), so removal costs the same
 as extraction. Long inputs go through overlapping windows joined by crossfades.
@@ -105,7 +105,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
     def mask_latent(self, latent: torch.Tensor, cond: torch.Tensor,
                     members: tuple[int, ...] | None = None) -> torch.Tensor:
         """latent (B, D, F) and cond (P, E) -> target latents (P, B, D, F); `members`: the
-        ensemble's maskers averaged (1-based; default: the waveform path's, `self.members`)."""
+        ensemble's maskers combined (1-based; default: the waveform path's, `self.members`)."""
         p, b = cond.shape[0], latent.shape[0]
         z = latent.unsqueeze(0).expand(p, *latent.shape).reshape(p * b, *latent.shape[1:])
         c = cond.unsqueeze(1).expand(p, b, cond.shape[1]).reshape(p * b, -1)
@@ -154,7 +154,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
 
     @property
     def members(self) -> tuple[int, ...]:
-        """The maskers (1-based) whose masks waveforms average: the `members` override, else
+        """The maskers (1-based) whose masks waveforms combine: the `members` override, else
         `config.members`, else all."""
         return self._members or self.config.members or tuple(range(1, self.n_maskers + 1))
 

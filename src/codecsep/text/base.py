@@ -47,7 +47,7 @@ def normalize_prompt(text: str) -> str:
         raise PromptError(f"a prompt must be a string, got {type(text).__name__}")
     norm = " ".join(unicodedata.normalize("NFKC", text).split())
     if not norm:
-        raise PromptError(f"empty prompt {text!r}: describe the sound, e.g. 'dog barking'")
+        raise PromptError(f"empty prompt {text!r}: describe the sound, e.g. 'birdsong'")
     return norm
 
 

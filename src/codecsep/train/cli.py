@@ -135,7 +135,8 @@ class RecipeParser(argparse.ArgumentParser):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a model (codec, separator, resunet, codecformer, codesep)")
+    p = sub.add_parser("train", help="train a model (codec, separator, audio-encoder, hierarchical, "
+                                             "resunet, codecformer, codesep)")
     rsub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True,
                             parser_class=RecipeParser)
     for name, recipe in RECIPES.items():
