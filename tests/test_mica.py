@@ -88,3 +88,31 @@ def test_codes_file_roundtrip_and_validation(tmp_path):
     other = MicaCodec(TINY)
     with pytest.raises(CodesFileError, match="made by codec"):
         back.check_codec(other)
+
+
+def test_codes_files_are_bit_packed_and_format_1_files_still_read(tmp_path):
+    """Format 2 stores each code in as many bits as the largest needs (10 for 1024-entry
+    codebooks), so the file is the bitrate's size plus a header; format-1 files (int16) load."""
+    import hashlib
+    import json
+    import struct
+
+    from codecsep.codecs.base import MAGIC
+
+    codes = torch.randint(0, 1024, (2, 16, 50))
+    codes[0, 0, 0] = 1023  # 10 bits
+    path = CodesFile(codes, "toy", "0" * 16, 16000, 16000, 16).save(tmp_path / "x.codes")
+    back = CodesFile.load(path)
+    assert torch.equal(back.codes, codes)
+    head_len = struct.unpack("<I", path.read_bytes()[8:12])[0]
+    assert path.stat().st_size - 12 - head_len == 2 * 16 * 50 * 10 // 8  # 2,000 bytes: 8 kbps/channel
+    zeros = CodesFile(torch.zeros(1, 2, 3, dtype=torch.int64), "toy", "0" * 16, 16000, 960, 2)
+    assert torch.equal(CodesFile.load(zeros.save(tmp_path / "z.codes")).codes, zeros.codes)
+
+    payload = codes.numpy().astype("<i2").tobytes()  # a file written by format 1
+    head = json.dumps({"format_version": 1, "codec_id": "toy", "weights_hash": "0" * 16,
+                       "sample_rate": 16000, "length": 16000, "n_quantizers": 16,
+                       "shape": list(codes.shape),
+                       "payload_sha256": hashlib.sha256(payload).hexdigest()}).encode()
+    (tmp_path / "v1.codes").write_bytes(MAGIC + struct.pack("<I", len(head)) + head + payload)
+    assert torch.equal(CodesFile.load(tmp_path / "v1.codes").codes, codes)

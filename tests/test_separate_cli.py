@@ -295,3 +295,28 @@ def test_prompts_the_presence_check_flags_are_warned_about_and_outputs_are_uncha
         found = codecsep.separate(str(wav), ["dog", "piano"], model=model)["presence"]
     assert found["absent"] == [k == lower for k in range(2)]
     assert found["probability"][lower] < 0.5 < found["probability"][1 - lower]
+
+
+# ------------------------------------------------------------------------------ codec encode/decode
+def test_codec_encode_decode_round_trip_and_feed_separate(model, tmp_path, capsys):
+    codec_dir = str(Path(model).parent / "codec")
+    wav = write_wav(tmp_path / "a.wav", seconds=1.0, channels=2)
+    codes = tmp_path / "a.codes"
+    assert cli.main(["codec", "encode", str(wav), "-o", str(codes), "--codec", codec_dir,
+                     "--n-quantizers", "3"]) == 0
+    assert "2 channel(s), 3 codebooks" in capsys.readouterr().out
+    cf = CodesFile.load(codes)
+    assert cf.codes.shape[:2] == (2, 3) and cf.length == SR
+    assert cli.main(["codec", "encode", str(wav), "-o", str(codes), "--codec", codec_dir]) == 2
+    assert "already exists" in capsys.readouterr().err  # kept: same 3 codebooks
+    assert CodesFile.load(codes).n_quantizers == 3
+    back = tmp_path / "back.wav"
+    assert cli.main(["codec", "decode", str(codes), "-o", str(back), "--codec", codec_dir]) == 0
+    assert sf.info(str(back)).frames == SR and sf.info(str(back)).channels == 2
+    assert cli.main(["codec", "decode", str(codes), "-o", str(tmp_path / "x.wav")]) == 2
+    assert "made by codec" in capsys.readouterr().err  # the shipped Mica is another codec
+    code, _, err = run([codes, "-p", "piano", "-o", tmp_path / "o", "--model", model], capsys)
+    assert code == 2 and "pass --codes-in" in err
+    code, _, _ = run([codes, "--codes-in", "--codes-out", "-p", "piano", "-o", tmp_path / "o",
+                      "--model", model], capsys)
+    assert code == 0 and CodesFile.load(tmp_path / "o" / "a" / "piano.codes").codes.shape[:2] == (2, 3)

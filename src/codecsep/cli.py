@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "bench": "codecsep.bench",
     "report": "codecsep.report",
     "curves": "codecsep.curves",
+    "codec": "codecsep.codecs.cli",
     "speech": "codecsep.separators.speech_cli",
     "serve": "codecsep.app",
     "export": "codecsep.export",

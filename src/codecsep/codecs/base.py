@@ -70,10 +70,31 @@ class Codec(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Codes file: MAGIC | u32 header length | JSON header | payload (int16 little-endian, B*N*F)
+# Codes file: MAGIC | u32 header length | JSON header | payload.
+# Format 2 (written): the B*N*F codes (row-major) packed at `bits` bits each, most significant bit
+# first, the last byte zero-padded, so a file is as small as the bitrate says (10-bit codes: 8 kbps
+# of 16 codebooks at 50 frames/s is 1,000 bytes a second, plus the header). Format 1 (still read):
+# int16 little-endian per code.
 # ---------------------------------------------------------------------------------------------
 MAGIC = b"CSEPCODE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+def pack_codes(values: np.ndarray, bits: int) -> bytes:
+    """Non-negative integers < 2**bits -> `bits` bits each, MSB first, packed into bytes."""
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    return np.packbits(((values.astype(np.int64)[:, None] >> shifts) & 1).astype(np.uint8)).tobytes()
+
+
+def unpack_codes(payload: bytes, count: int, bits: int) -> np.ndarray:
+    """Inverse of `pack_codes`: the first `count` values (int64)."""
+    flat = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))[: count * bits]
+    return flat.reshape(count, bits).astype(np.int64) @ (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
+
+
+def packed_size(count: int, bits: int) -> int:
+    return (count * bits + 7) // 8
 
 
 @dataclass(frozen=True)
@@ -93,11 +114,13 @@ class CodesFile:
         codes = self.codes.detach().cpu().to(torch.int64)
         if codes.ndim != 3:
             raise ValueError(f"codes must be (B, N, F), got shape {tuple(codes.shape)}")
-        if codes.min() < 0 or codes.max() > 32767:
-            raise ValueError("codes must lie in [0, 32767] to be stored as int16")
-        payload = codes.numpy().astype("<i2").tobytes()
+        if codes.numel() and (codes.min() < 0 or codes.max() > 32767):
+            raise ValueError("codes must lie in [0, 32767]")
+        bits = max(1, int(codes.max()).bit_length()) if codes.numel() else 1
+        payload = pack_codes(codes.numpy().ravel(), bits)
         header = {
             "format_version": FORMAT_VERSION,
+            "bits": bits,
             "codec_id": self.codec_id,
             "weights_hash": self.weights_hash,
             "sample_rate": self.sample_rate,
@@ -121,7 +144,9 @@ class CodesFile:
             raise CodesFileError(f"{path}: no such codes file")
         data = path.read_bytes()
         if len(data) < len(MAGIC) + 4 or data[: len(MAGIC)] != MAGIC:
-            raise CodesFileError(f"{path}: not a CodecSep codes file (bad magic bytes)")
+            raise CodesFileError(f"{path}: not a CodecSep codes file (bad magic bytes); audio is "
+                                 "read without --codes-in, or made a code stream by "
+                                 "`codecsep codec encode`")
         (head_len,) = struct.unpack("<I", data[len(MAGIC) : len(MAGIC) + 4])
         start = len(MAGIC) + 4
         if start + head_len > len(data):
@@ -130,14 +155,19 @@ class CodesFile:
             header = json.loads(data[start : start + head_len])
         except ValueError as e:
             raise CodesFileError(f"{path}: corrupt codes file header") from e
-        if header.get("format_version") != FORMAT_VERSION:
+        version = header.get("format_version")
+        if version not in READABLE_VERSIONS:
             raise CodesFileError(
-                f"{path}: codes file format {header.get('format_version')} is not supported "
-                f"(this version reads {FORMAT_VERSION})"
+                f"{path}: codes file format {version} is not supported "
+                f"(this version reads {', '.join(map(str, READABLE_VERSIONS))})"
             )
         payload = data[start + head_len :]
         shape = header["shape"]
-        expected = int(np.prod(shape)) * 2
+        count = int(np.prod(shape))
+        bits = header.get("bits", 16) if version >= 2 else 16
+        if not isinstance(bits, int) or not 1 <= bits <= 16:
+            raise CodesFileError(f"{path}: corrupt codes file header (bits {bits!r})")
+        expected = packed_size(count, bits) if version >= 2 else count * 2
         if len(payload) != expected:
             raise CodesFileError(
                 f"{path}: truncated or padded codes file ({len(payload)} payload bytes, "
@@ -145,7 +175,9 @@ class CodesFile:
             )
         if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
             raise CodesFileError(f"{path}: corrupt codes file (payload checksum mismatch)")
-        codes = torch.from_numpy(np.frombuffer(payload, dtype="<i2").astype(np.int64)).reshape(shape)
+        flat = (unpack_codes(payload, count, bits) if version >= 2
+                else np.frombuffer(payload, dtype="<i2").astype(np.int64))
+        codes = torch.from_numpy(flat).reshape(shape)
         return cls(
             codes=codes,
             codec_id=header["codec_id"],

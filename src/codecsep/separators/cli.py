@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_audio
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
-from ..codecs.base import CodesFile
+from ..codecs.base import MAGIC, CodesFile
 from ..errors import AudioError, CodecSepError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
 from .api import check_separation, get_separator, prompt_notes, query_embeddings, read_input, slug
@@ -178,6 +178,9 @@ def probe_audio(path: Path) -> None:
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, RuntimeError, ValueError) as e:
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) == MAGIC:
+                raise AudioError(f"{path}: a CodecSep codes file, not audio: pass --codes-in") from None
         raise AudioError(f"{path}: cannot read audio ({' '.join(str(e).split())})") from e
     if info.frames == 0:
         raise AudioError(f"{path}: empty audio file (0 samples)")
