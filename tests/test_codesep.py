@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -201,6 +202,10 @@ def test_cli_separate_writes_one_file_per_speaker(saved, capsys):
     code, _, err = run(["speech", "separate", "--model", str(saved / "nothing"),
                         saved / "mix.wav", "-o", saved / "sep2"], capsys)
     assert code == 2 and "not a model checkpoint" in err
+    sf.write(saved / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    code, _, err = run(["speech", "separate", "--model", f"codecformer:{saved / 'cf'}",
+                        saved / "silent.wav", "-o", saved / "sep3"], capsys)
+    assert code == 0 and "warning" in err and "silent" in err  # as `codecsep separate` warns
 
 
 def test_save_load_round_trip_checks_codec_weights(saved):

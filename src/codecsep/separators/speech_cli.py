@@ -15,6 +15,7 @@ at matched bitrates on the held-out-speaker test set (`codecsep.speech_eval`).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import CodecSepError
@@ -73,11 +74,14 @@ def separate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..audio import load_audio
+    from .api import input_warnings
 
     model = load_model(args.model, "codecformer", args.codec)
     for path in tqdm(args.inputs, desc="separating", unit="file", disable=len(args.inputs) < 2):
         speaker_paths(Path(args.out), Path(path).stem, 2, args.overwrite)  # fail before working
         wav, _ = load_audio(path, sample_rate=model.sample_rate)
+        for note in input_warnings(wav, model.sample_rate):  # as `codecsep separate` warns
+            tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
         write_speakers(model.separate_speakers(wav), Path(args.out), Path(path).stem,
                        model.sample_rate, args.overwrite)
     return 0
