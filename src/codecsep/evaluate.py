@@ -873,7 +873,9 @@ def plot_examples(model, eval_set, items: list[EvalItem], task: str, path: Path,
 
 # =============================================================================== CLI
 def register(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="score a separator on a fixed evaluation set")
+    p = subparsers.add_parser("eval", help="score a separator on a fixed evaluation set",
+                          description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
                    help="codecsep[:DIR] | resunet:DIR | mixture | oracle-mdct-irm | "
                         "codec-ceiling:CODEC[@N]")
@@ -882,7 +884,7 @@ def register(subparsers) -> None:
     p.add_argument("--manifest", default="data/corpus/manifest.jsonl",
                    help="corpus manifest whose test split feeds new sets (default %(default)s)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help="mixtures (default %(default)s)")
-    p.add_argument("--seed", type=int, default=EVAL_SEED, help="evaluation set seed")
+    p.add_argument("--seed", type=int, default=EVAL_SEED, help="evaluation set seed (default %(default)s: the results' draw; 1-4: more draws)")
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="corpus split of the evaluation set (default test; train / valid "
                         "measure the generalisation gap; unseen: effects from packages no other "
@@ -890,8 +892,12 @@ def register(subparsers) -> None:
     p.add_argument("--seconds", type=float, metavar="S",
                    help="mixtures S seconds long (a set of its own; short clips are tiled): long "
                         "inputs, which run through crossfaded windows (default: the protocol's 4 s)")
-    p.add_argument("--prompt-mode", default="label", choices=PROMPT_MODES)
-    p.add_argument("--task", default="extract", choices=TASKS)
+    p.add_argument("--prompt-mode", default="label", choices=PROMPT_MODES,
+                   help="label: the class name; caption: a training caption; heldout: a paraphrase "
+                        "never trained on (default %(default)s)")
+    p.add_argument("--task", default="extract", choices=TASKS,
+                   help="extract the prompted source, or remove it (scored on the rest; default "
+                        "%(default)s)")
     p.add_argument("--out", help="output folder (default results/eval/<model>/<protocol>-...)")
     p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=False,
                    help="also compute ViSQOL (speech mode) on the first --visqol-items items")

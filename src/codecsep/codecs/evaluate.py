@@ -590,11 +590,14 @@ def register_codec_bench(subparsers) -> None:
     p = subparsers.add_parser("codec", help="codec quality vs bitrate, codebook usage and cost")
     p.add_argument("--codec", default="mica",
                    help="'mica' (shipped), a Mica checkpoint folder, or dac-16k:PATH")
-    p.add_argument("--manifest", default="data/corpus/manifest.jsonl")
-    p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--n-per-category", type=int, default=30)
+    p.add_argument("--manifest", default="data/corpus/manifest.jsonl",
+                   help="corpus manifest (default %(default)s)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="corpus split (default %(default)s)")
+    p.add_argument("--n-per-category", type=int, default=30,
+                   help="clips per category: music, speech, effects (default %(default)s)")
     p.add_argument("--seconds", type=float, default=4.0, help="crop length (default 4)")
-    p.add_argument("--n-quantizers", type=int, nargs="+", default=list(QUANTIZER_STEPS))
+    p.add_argument("--n-quantizers", type=int, nargs="+", default=list(QUANTIZER_STEPS),
+                   help="codebook counts (bitrates) to score (default %(default)s)")
     p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=True,
                    help="compute ViSQOL (speech mode; ~1 s per clip and bitrate)")
     p.add_argument("--visqol-at", choices=("all", "6kbps"), default="all",
