@@ -242,7 +242,8 @@ def test_nearest_sounds_and_prompt_notes_name_the_trained_sound_a_prompt_is_clos
     (path / "config.json").write_text(json.dumps(cfg))
     sep = Separator.load(path)
     near = sep.nearest_sounds([CAPTIONS["violin"][1], CAPTIONS["piano"][0]])
-    assert [n[0] for n in near] == ["violin", "piano"] and all(s == pytest.approx(1, abs=1e-3) for _, s in near)
+    assert [n[0] for n in near] == ["violin", "piano"]
+    assert all(s == pytest.approx(1, abs=1e-3) for _, s in near)
     assert prompt_notes(sep, [CAPTIONS["violin"][0], "  " + CAPTIONS["piano"][0].upper()]) == []  # known
     notes = prompt_notes(sep, ["zq xv wk"])
     assert len(notes) == 1 and notes[0].startswith("'zq xv wk' is ") and "2 trained sounds" in notes[0]

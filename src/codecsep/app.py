@@ -259,14 +259,15 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="web app: separate uploads or recordings by a text prompt",
-                          description=__doc__,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="separator checkpoint dir (default: shipped)")
     p.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default %(default)s: this machine only)")
     p.add_argument("--concurrency", type=int, default=2,
                    help="requests processed at once; more wait in the queue (default %(default)s)")
-    p.add_argument("--max-minutes", type=float, default=10.0, help="longest upload accepted (default %(default)s)")
-    p.add_argument("--max-mb", type=float, default=50.0, help="largest upload accepted (default %(default)s)")
+    p.add_argument("--max-minutes", type=float, default=10.0,
+                   help="longest upload accepted (default %(default)s)")
+    p.add_argument("--max-mb", type=float, default=50.0,
+                   help="largest upload accepted (default %(default)s)")
     p.set_defaults(func=run)

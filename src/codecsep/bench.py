@@ -481,15 +481,16 @@ def bench_markdown(result: dict) -> str:
 # =============================================================================== CLI
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="parameters, MACs, speed and memory of each model",
-                          description=__doc__,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(ROWS), choices=list(ROWS), metavar="MODEL",
                    help=f"rows to measure (default all: {', '.join(ROWS)})")
     p.add_argument("--out", default="results/bench", help="output folder (default %(default)s)")
     p.add_argument("--heavy", action="store_true",
                    help="also time and memory-probe the heavy rows (DAC, ResUNet30)")
-    p.add_argument("--seconds", type=float, default=10.0, help="audio length for timing (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs after a warm-up (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=10.0,
+                   help="audio length for timing (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed runs after a warm-up (default %(default)s)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--cost-seconds", type=float, default=1.0, help="audio length for MAC counts")
     p.add_argument("--memory-seconds", type=float, nargs="*", default=[10.0, 600.0],

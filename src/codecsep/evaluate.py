@@ -874,8 +874,7 @@ def plot_examples(model, eval_set, items: list[EvalItem], task: str, path: Path,
 # =============================================================================== CLI
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="score a separator on a fixed evaluation set",
-                          description=__doc__,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
                    help="codecsep[:DIR] | resunet:DIR | mixture | oracle-mdct-irm | "
                         "codec-ceiling:CODEC[@N]")
@@ -884,7 +883,9 @@ def register(subparsers) -> None:
     p.add_argument("--manifest", default="data/corpus/manifest.jsonl",
                    help="corpus manifest whose test split feeds new sets (default %(default)s)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help="mixtures (default %(default)s)")
-    p.add_argument("--seed", type=int, default=EVAL_SEED, help="evaluation set seed (default %(default)s: the results' draw; 1-4: more draws)")
+    p.add_argument("--seed", type=int, default=EVAL_SEED,
+                   help="evaluation set seed (default %(default)s, the results' draw; others: "
+                        "more draws)")
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="corpus split of the evaluation set (default test; train / valid "
                         "measure the generalisation gap; unseen: effects from packages no other "

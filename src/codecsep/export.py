@@ -353,8 +353,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a separator to ONNX (encoder, masker, decoder...)",
-                          description=__doc__,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--format", choices=["onnx"], default="onnx", help="only onnx for now")
     p.add_argument("--model", default=None, help="separator checkpoint dir (default: shipped)")
     p.add_argument("-o", "--out", required=True, help="output folder")

@@ -144,9 +144,8 @@ class CodesFile:
             raise CodesFileError(f"{path}: no such codes file")
         data = path.read_bytes()
         if len(data) < len(MAGIC) + 4 or data[: len(MAGIC)] != MAGIC:
-            raise CodesFileError(f"{path}: not a CodecSep codes file (bad magic bytes); audio is "
-                                 "read without --codes-in, or made a code stream by "
-                                 "`codecsep codec encode`")
+            raise CodesFileError(f"{path}: not a CodecSep codes file (bad magic bytes); "
+                                 "`codecsep codec encode` makes one from audio")
         (head_len,) = struct.unpack("<I", data[len(MAGIC) : len(MAGIC) + 4])
         start = len(MAGIC) + 4
         if start + head_len > len(data):

@@ -31,7 +31,8 @@ def encode_file(codec, path: Path, out: Path, n_quantizers: int | None, overwrit
         wav = resample(wav, rate, codec.sample_rate)
     n = n_quantizers or codec.n_codebooks
     if not 1 <= n <= codec.n_codebooks:
-        raise CodecSepError(f"--n-quantizers {n}: codec {codec.codec_id} has {codec.n_codebooks} codebooks")
+        raise CodecSepError(f"--n-quantizers {n}: codec {codec.codec_id} has "
+                            f"{codec.n_codebooks} codebooks")
     with torch.inference_mode():
         codes = codec.quantize(codec.encode(wav[:, None]), n)  # (C, N, F)
     cf = CodesFile(codes, codec.codec_id, codec.weights_hash(), codec.sample_rate, wav.shape[-1], n)
@@ -63,7 +64,8 @@ def _encode(args: argparse.Namespace) -> int:
     seconds = cf.length / cf.sample_rate
     size = out.stat().st_size
     print(f"{src} -> {out}: {cf.codes.shape[0]} channel(s), {cf.n_quantizers} codebooks, "
-          f"{seconds:.2f} s, {size} bytes ({8 * size / max(seconds, 1e-9) / 1000:.1f} kbps with the header)")
+          f"{seconds:.2f} s, {size} bytes "
+          f"({8 * size / max(seconds, 1e-9) / 1000:.1f} kbps with the header)")
     return 0
 
 

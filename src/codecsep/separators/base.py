@@ -138,7 +138,8 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
         emb = self.text_encoder.embed(check_prompts(prompts)).float()
         return apply_anchors(emb, self.anchors, self.text_encoder.embed, self._anchor_cache)
 
-    def nearest_sounds(self, prompts=None, emb: torch.Tensor | None = None) -> list[tuple[str | None, float]]:
+    def nearest_sounds(self, prompts=None,
+                       emb: torch.Tensor | None = None) -> list[tuple[str | None, float]]:
         """Per prompt (or per row of `emb`, e.g. audio queries in the text space): the trained
         sound whose training caption is most similar, and that cosine (`text.anchors`)."""
         if emb is None:

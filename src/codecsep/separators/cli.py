@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_audio
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from ..codecs.base import MAGIC, CodesFile
-from ..errors import AudioError, CodecSepError
+from ..errors import AudioError, CodecSepError, CodesFileError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
 from .api import check_separation, get_separator, prompt_notes, query_embeddings, read_input, slug
 from .postfilter import PostFilter
@@ -207,7 +207,12 @@ def check_code_streams(args, sep) -> None:
 
 
 def probe_codes(path: Path, sep, n_quantizers: int | None) -> None:
-    codes = CodesFile.load(path)
+    try:
+        codes = CodesFile.load(path)
+    except CodesFileError as e:
+        if "bad magic" in str(e):  # most likely audio given with --codes-in
+            raise CodesFileError(f"{e}; to separate audio, drop --codes-in") from None
+        raise
     codes.check_codec(sep.codec)
     if n_quantizers is not None and n_quantizers > codes.n_quantizers:
         raise CodecSepError(f"{path}: has {codes.n_quantizers} codebooks, fewer than "
