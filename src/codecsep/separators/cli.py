@@ -31,7 +31,8 @@ from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_
 from ..codecs.base import MAGIC, CodesFile
 from ..errors import AudioError, CodecSepError, CodesFileError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
-from .api import check_separation, get_separator, prompt_notes, query_embeddings, read_input, slug
+from .api import (check_separation, get_separator, installed_presence_check, prompt_notes,
+                  query_embeddings, read_input, slug)
 from .postfilter import PostFilter
 from .separator import check_prompts
 
@@ -310,6 +311,8 @@ def run(args: argparse.Namespace) -> int:
             if args.query_audio else sep.embed(prompts))
     for note in prompt_notes(sep, prompts, cond if args.query_audio else None):
         print(f"codecsep: {note}", file=sys.stderr)
+    if not (args.codes_in or args.query_audio or args.no_presence_check):
+        installed_presence_check()  # loaded once now, so the first file's speed is not its load
     writer = Writer(sep, args.codes_out, args.n_quantizers, args.overwrite)
     for job in tqdm(jobs, desc="separating", unit="file", disable=len(jobs) < 2):
         tqdm.write(run_job(sep, job, prompts, cond, args, writer))
