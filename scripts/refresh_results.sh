@@ -21,6 +21,9 @@ lane_shipped() {
   for p in two_source three_source; do
     $CS eval --model codecsep --protocol $p --prompt-mode heldout $OW
     $CS eval --model codecsep --protocol $p --prompt-mode heldout --anchor-weight 0 $OW  # anchoring off
+    for m in label heldout; do  # effects from packages the corpus never used (session 25)
+      $CS eval --model codecsep --protocol $p --split unseen --prompt-mode $m $OW
+    done
   done
   [[ ${CODEC:-1} == 0 ]] || $CS bench codec --codec mica --manifest data/corpus/manifest.jsonl --split test --n-per-category 10 \
     --seconds 4 --rtf-seconds 10 --repeats 5 --n-quantizers 1 2 4 6 8 12 16 --visqol-at 6kbps $OW
