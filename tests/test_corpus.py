@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -510,6 +510,8 @@ def test_unseen_table_names_known_effects_from_packages_no_other_split_uses(tmp_
     unseen = curated.read_table(curated.UNSEEN_TABLE)
     labels = {lab for rows in unseen.values() for lab in rows.values()}
     assert labels and labels <= {r.label for r in sfx.RULES}
+    per_label = Counter(lab for rows in unseen.values() for lab in rows.values())
+    assert min(per_label.values()) >= 3  # the table's rule: classes with >= 3 recordings
     used = (set(sfx.PACKAGES) | set(curated.read_table()) | set(speech.PACKAGES)
             | {tuxpaint.PACKAGE, curated.KTUBERLING})
     assert set(unseen).isdisjoint(used)
