@@ -306,13 +306,13 @@ def run(args: argparse.Namespace) -> int:
             probe_codes(job.source, sep, args.n_quantizers)
         else:
             probe_audio(job.source)
-    check_writable(jobs)
     cond = (query_embeddings(sep, args.query_audio, args.audio_encoder, args.query_anchor_weight)
             if args.query_audio else sep.embed(prompts))
     for note in prompt_notes(sep, prompts, cond if args.query_audio else None):
         print(f"codecsep: {note}", file=sys.stderr)
     if not (args.codes_in or args.query_audio or args.no_presence_check):
         installed_presence_check()  # loaded once now, so the first file's speed is not its load
+    check_writable(jobs)  # last: a request refused above leaves no folder behind
     writer = Writer(sep, args.codes_out, args.n_quantizers, args.overwrite)
     for job in tqdm(jobs, desc="separating", unit="file", disable=len(jobs) < 2):
         tqdm.write(run_job(sep, job, prompts, cond, args, writer))
