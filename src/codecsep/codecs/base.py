@@ -97,6 +97,20 @@ def packed_size(count: int, bits: int) -> int:
     return (count * bits + 7) // 8
 
 
+def encode_to_codes(codec: "Codec", wav: torch.Tensor, n_quantizers: int,
+                    weights_hash: str | None = None) -> "CodesFile":
+    """(C, T) waveform at the codec's rate -> a CodesFile of its first `n_quantizers` codebooks,
+    one stream per channel (`weights_hash`: the codec's, when the caller already has it)."""
+    codes = codec.quantize(codec.encode(wav[:, None]), n_quantizers)  # (C, N, F)
+    return CodesFile(codes, codec.codec_id, weights_hash or codec.weights_hash(), codec.sample_rate,
+                     wav.shape[-1], codes.shape[1])
+
+
+def decode_codes(codec: "Codec", codes: torch.Tensor, length: int) -> torch.Tensor:
+    """(C, N, F) codes -> (C, length) waveform."""
+    return codec.decode(codec.dequantize(codes), length)[:, 0]
+
+
 @dataclass(frozen=True)
 class CodesFile:
     """Compressed codes plus what is needed to decode them with the right codec."""

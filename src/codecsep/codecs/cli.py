@@ -19,7 +19,7 @@ import torch
 
 from ..audio import load_audio, resample, save_audio
 from ..errors import CodecSepError
-from .base import CodesFile
+from .base import CodesFile, decode_codes, encode_to_codes
 
 
 def encode_file(codec, path: Path, out: Path, n_quantizers: int | None, overwrite: bool) -> CodesFile:
@@ -34,8 +34,7 @@ def encode_file(codec, path: Path, out: Path, n_quantizers: int | None, overwrit
         raise CodecSepError(f"--n-quantizers {n}: codec {codec.codec_id} has "
                             f"{codec.n_codebooks} codebooks")
     with torch.inference_mode():
-        codes = codec.quantize(codec.encode(wav[:, None]), n)  # (C, N, F)
-    cf = CodesFile(codes, codec.codec_id, codec.weights_hash(), codec.sample_rate, wav.shape[-1], n)
+        cf = encode_to_codes(codec, wav, n)
     cf.save(out, overwrite=overwrite)
     return cf
 
@@ -44,7 +43,7 @@ def decode_file(codec, path: Path, out: Path, overwrite: bool) -> torch.Tensor:
     cf = CodesFile.load(path)
     cf.check_codec(codec)
     with torch.inference_mode():
-        wav = codec.decode(codec.dequantize(cf.codes), cf.length)[:, 0]  # (C, T)
+        wav = decode_codes(codec, cf.codes, cf.length)  # (C, T)
     save_audio(out, wav, codec.sample_rate, overwrite=overwrite)
     return wav
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_audio
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
-from ..codecs.base import MAGIC, CodesFile
+from ..codecs.base import MAGIC, CodesFile, decode_codes, encode_to_codes
 from ..errors import AudioError, CodecSepError, CodesFileError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
 from .api import (check_separation, get_separator, installed_presence_check, prompt_notes,
@@ -260,16 +260,17 @@ class Writer:
         """x: (C, T) waveform or (C, N, F) codes, as `result` holds them."""
         codec = getattr(self.sep, "codec", None)  # None: a waveform-only separator (ResUNet)
         if not self.codes_out:
-            wav = codec.decode(codec.dequantize(x), result.length)[:, 0] if result.is_codes else x
+            wav = decode_codes(codec, x, result.length) if result.is_codes else x
             save_audio(path, wav, self.sep.sample_rate, overwrite=self.overwrite)
             return
+        self._hash = self._hash or codec.weights_hash()
         if result.is_codes:  # RVQ: the first n codebooks are the n-codebook encoding
             codes = x[:, : self.n]
+            cf = CodesFile(codes, codec.codec_id, self._hash, self.sep.sample_rate, result.length,
+                           codes.shape[1])
         else:
-            codes = codec.quantize(codec.encode(x[:, None]), self.n)
-        self._hash = self._hash or codec.weights_hash()
-        CodesFile(codes, codec.codec_id, self._hash, self.sep.sample_rate, result.length,
-                  codes.shape[1]).save(path, overwrite=self.overwrite)
+            cf = encode_to_codes(codec, x, self.n or codec.n_codebooks, self._hash)
+        cf.save(path, overwrite=self.overwrite)
 
 
 def run_job(sep, job: Job, prompts, cond, args, writer: Writer) -> str:
