@@ -175,6 +175,10 @@ def test_slug():
 def bad_cases(tmp_path: Path, model: str):
     good = write_wav(tmp_path / "in" / "good.wav")
     (tmp_path / "in" / "broken.wav").write_bytes(b"RIFF not really a wav")
+    nan = tmp_path / "nan" / "z.wav"  # sorted after good: its NaN is found before good is written
+    nan.parent.mkdir()
+    sf.write(nan, np.r_[np.zeros(SR), np.nan, np.zeros(99)].astype(np.float32), SR,
+             subtype="FLOAT")
     write_wav(tmp_path / "taken" / "good.wav")
     (tmp_path / "exists" / "good").mkdir(parents=True)
     (tmp_path / "exists" / "good" / "dog.wav").write_bytes(b"keep me")
@@ -187,6 +191,7 @@ def bad_cases(tmp_path: Path, model: str):
         ([tmp_path / "missing.wav", "-p", "dog", "-o", out, *m], "no such file"),
         ([good, tmp_path / "in" / "broken.wav", "-p", "dog", "-o", out, *m], "cannot read audio"),
         ([tmp_path / "in", "-p", "dog", "-o", out, *m], "cannot read audio"),  # folder with it
+        ([good, nan, "-p", "dog", "-o", out, *m], "NaN or infinite"),
         ([good, "-p", "dog", "-o", tmp_path / "exists", *m], "already exists"),
         ([good, tmp_path / "taken" / "good.wav", "-p", "dog", "-o", out, *m], "same folder"),
         ([good, "-p", "dog", "-p", "Dog!", "-o", out, *m], "same file"),

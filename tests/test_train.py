@@ -156,6 +156,15 @@ def test_train_cli_flags_map_onto_the_recipe_dataclasses():
     assert getattr(args, "model.widths") == (4, 8, 16)
     for recipe in ("codec", "resunet", "codecformer", "codesep"):
         parser.parse_args(["train", recipe, "--manifest", "m", "--out", "o"])
+    # types come from the type hints, not from the defaults (None, an empty tuple)
+    args = parser.parse_args(["train", "codecformer", "--manifest", "m", "--out", "o",
+                              "--codec-sisdr-quantizers", "8"])
+    assert args.codec_sisdr_quantizers == 8
+    args = parser.parse_args(["train", "separator", "--manifest", "m", "--out", "o",
+                              "--model.members", "1,2"])
+    assert getattr(args, "model.members") == (1, 2)
+    with pytest.raises(SystemExit):  # a typo is an error, not a quiet False
+        parser.parse_args(["train", "separator", "--manifest", "m", "--out", "o", "--bf16", "ture"])
 
 
 def test_warm_start_continues_step_and_history_from_a_shipped_checkpoint(tmp_path):

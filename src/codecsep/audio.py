@@ -91,6 +91,25 @@ def _check_readable(path: Path) -> None:
         raise AudioError(f"{path}: no such file")
 
 
+def check_audio_file(path: str | Path, block: int = 1 << 16) -> None:
+    """Refuse now what `load_audio` would refuse later (unreadable, empty, bad rate, NaN or
+    infinite samples), reading the file in blocks so a long file costs no more than a block."""
+    path = Path(path)
+    _check_readable(path)
+    try:
+        info = sf.info(str(path))
+        _check_rate(info.samplerate, path, None)
+        if info.frames == 0:
+            raise AudioError(f"{path}: empty audio file (0 samples)")
+        for chunk in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+            if not np.isfinite(chunk).all():
+                raise AudioError(f"{path}: contains NaN or infinite samples")
+    except AudioError:
+        raise
+    except (sf.SoundFileError, RuntimeError, ValueError, OSError) as e:
+        raise AudioError(f"{path}: cannot read audio ({_one_line(e)})") from e
+
+
 def _check_rate(
     rate: int, path: Path, allowed_rates: Iterable[int] | None, what: str = "sample rate"
 ) -> None:

@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, list_audio_files, save_audio
+from ..audio import check_audio_file, list_audio_files, save_audio
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from ..codecs.base import MAGIC, CodesFile, decode_codes, encode_to_codes
 from ..errors import AudioError, CodecSepError, CodesFileError
@@ -177,16 +177,16 @@ def check_writable(jobs: list[Job]) -> None:
 def probe_audio(path: Path) -> None:
     """Fail now, before anything is written, on a file that cannot be read as audio."""
     try:
-        info = sf.info(str(path))
-    except (sf.SoundFileError, RuntimeError, ValueError) as e:
-        with open(path, "rb") as f:
-            if f.read(len(MAGIC)) == MAGIC:
-                raise AudioError(f"{path}: a CodecSep codes file, not audio: pass --codes-in") from None
-        raise AudioError(f"{path}: cannot read audio ({' '.join(str(e).split())})") from e
-    if info.frames == 0:
-        raise AudioError(f"{path}: empty audio file (0 samples)")
-    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{path}: unsupported sample rate {info.samplerate} Hz")
+        check_audio_file(path)
+    except AudioError:
+        try:
+            with open(path, "rb") as f:
+                is_codes = f.read(len(MAGIC)) == MAGIC
+        except OSError:
+            is_codes = False
+        if is_codes:
+            raise AudioError(f"{path}: a CodecSep codes file, not audio: pass --codes-in") from None
+        raise
 
 
 def check_code_streams(args, sep) -> None:

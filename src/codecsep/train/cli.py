@@ -1,6 +1,6 @@
 """`codecsep train {codec,separator,...}`: every recipe's knobs come from its dataclasses.
 
-Each dataclass field becomes a flag (`--batch-size 16`, `--masker.depth 8`), so the command that
+Each dataclass field becomes a flag (`--batch-size 16`, `--model.masker.depth 8`), so the command that
 trained a checkpoint (recorded in its meta.json) is also the full description of the run.
 """
 
@@ -8,25 +8,51 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import types
+import typing
 from dataclasses import dataclass, fields, is_dataclass, replace
+
+
+def parse_bool(text: str) -> bool:
+    """A strict BOOL: a typo such as `ture` is an error, not a quiet False."""
+    value = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if text.lower() not in value:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value[text.lower()]
+
+
+def field_parser(hint):
+    """The function that turns a flag's text into the field's value, from the field's type hint
+    (`int | None` -> int, `tuple[int, ...]` -> comma-separated ints), or None for fields that
+    cannot be given as one flag (tuples of dataclasses)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        return parse_bool
+    if typing.get_origin(hint) is tuple:
+        items = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if any(is_dataclass(a) for a in items):
+            return None
+        item = field_parser(items[0]) if items else str
+        return lambda text: tuple(item(v) for v in text.split(","))
+    return hint
 
 
 def add_dataclass_flags(parser, base, prefix: str = "") -> None:
     """One flag per field of the dataclass instance `base` (nested dataclasses get a prefix)."""
+    hints = typing.get_type_hints(type(base))
     for f in fields(base):
         default = getattr(base, f.name)
         name = f"--{prefix}{f.name.replace('_', '-')}"
         if is_dataclass(default):
             add_dataclass_flags(parser, default, prefix=f"{prefix}{f.name}.")
-        elif isinstance(default, bool):
-            parser.add_argument(name, type=lambda s: s.lower() in ("1", "true", "yes"),
-                                default=None, metavar="BOOL", help=f"(default {default})")
-        elif isinstance(default, tuple):
-            item = type(default[0]) if default else str
-            parser.add_argument(name, type=lambda s, t=item: tuple(t(v) for v in s.split(",")),
-                                default=None, metavar="A,B,...", help=f"(default {default})")
-        else:
-            parser.add_argument(name, type=type(default), default=None, help=f"(default {default})")
+            continue
+        parse = field_parser(hints[f.name])
+        if parse is None:
+            continue
+        metavar = "BOOL" if parse is parse_bool else "A,B,..." if isinstance(default, tuple) else None
+        parser.add_argument(name, type=parse, default=None, metavar=metavar,
+                            help=f"(default {default})")
 
 
 def build_dataclass(base, args: argparse.Namespace, prefix: str = ""):
