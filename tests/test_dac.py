@@ -197,6 +197,17 @@ def test_transformers_layout_loads_identically(codec, wav, tmp_path):
     assert_same_outputs(codec, loaded, wav)
 
 
+def test_load_codec_checks_the_named_release(codec, tmp_path):
+    from codecsep.codecs import load_codec
+
+    path = codec.save_pretrained(tmp_path / "dac")  # a tiny, custom configuration
+    assert load_codec(f"dac:{path}").weights_hash() == codec.weights_hash()
+    with pytest.raises(CodecSepError, match="holds dac-custom weights, not dac-16k"):
+        load_codec(f"dac-16k:{path}")
+    with pytest.raises(CodecSepError, match="unknown DAC variant"):
+        load_codec(f"dac-99k:{path}")
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [

@@ -85,6 +85,22 @@ def test_codes_file_roundtrip_and_validation(tmp_path):
         CodesFile.load(tmp_path / "foreign.codes")
     with pytest.raises(CodesFileError, match="no such"):
         CodesFile.load(tmp_path / "missing.codes")
+    import json
+    import struct
+
+    from codecsep.codecs.base import MAGIC
+
+    (head_len,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
+    header = json.loads(data[len(MAGIC) + 4:len(MAGIC) + 4 + head_len])
+    for key, value in (("codec_id", None), ("shape", [-1, 3])):  # valid JSON, wrong content
+        bad = {k: v for k, v in header.items() if k != key}
+        if value is not None:
+            bad[key] = value
+        head = json.dumps(bad).encode()
+        (tmp_path / "bad.codes").write_bytes(MAGIC + struct.pack("<I", len(head)) + head
+                                             + data[len(MAGIC) + 4 + head_len:])
+        with pytest.raises(CodesFileError, match="corrupt codes file header"):
+            CodesFile.load(tmp_path / "bad.codes")
     other = MicaCodec(TINY)
     with pytest.raises(CodesFileError, match="made by codec"):
         back.check_codec(other)

@@ -4,6 +4,7 @@ separate --model DIR` and `codecsep eval --model codecsep:DIR` take any text-que
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -81,6 +82,29 @@ def test_the_class_itself_still_refuses_other_kinds(saved):
         ResUNetSeparator.load(saved["codecsep"])
     with pytest.raises(CodecSepError, match="give the checkpoint folder of a ResUNet"):
         ResUNetSeparator.load(None)
+
+
+def test_corrupt_or_mismatched_checkpoints_are_refused_in_one_line(saved, tmp_path):
+    import json
+    import shutil
+
+    def copy(name):
+        return Path(shutil.copytree(saved["codecsep"], tmp_path / name))
+
+    broken = copy("json")
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(CodecSepError, match="not valid JSON"):
+        Separator.load(broken)
+    no_class = copy("noclass")
+    (no_class / "config.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(CodecSepError, match="does not name a class"):
+        load_separator(no_class)
+    other = copy("other")  # a config this version's model is not: the weights no longer fit
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["config"]["masker"]["depth"] += 1
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CodecSepError, match="does not fit a CodecSep"):
+        Separator.load(other)
 
 
 def test_speaker_models_and_non_models_are_refused_in_one_line(saved, tmp_path):

@@ -81,7 +81,18 @@ def _checkpoint_config(directory: Path) -> dict:
     for name in ("config.json", "model.safetensors"):
         if not (directory / name).is_file():
             raise CodecSepError(f"{directory}: not a CodecSep checkpoint (missing {name})")
-    return json.loads((directory / "config.json").read_text())
+    cfg = _read_json(directory / "config.json")
+    if not (isinstance(cfg, dict) and isinstance(cfg.get("class"), str) and "config" in cfg):
+        raise CodecSepError(f"{directory}: config.json does not name a class and a config "
+                            "(not a CodecSep checkpoint)")
+    return cfg
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CodecSepError(f"{path}: not valid JSON ({e}); the checkpoint is corrupt") from None
 
 
 def checkpoint_kind(directory) -> str:
@@ -94,12 +105,31 @@ def load_checkpoint(directory) -> tuple[str, dict, dict, dict]:
     directory = Path(directory)
     cfg = _checkpoint_config(directory)
     meta_path = directory / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = _read_json(meta_path) if meta_path.is_file() else {}
     if "sha256" in meta and meta["sha256"] != file_sha256(directory / "model.safetensors"):
         raise CodecSepError(f"{directory}: weights do not match their recorded hash (corrupt?)")
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in load_file(str(directory / "model.safetensors")).items()}
     return cfg["class"], cfg["config"], state, meta
+
+
+def load_model(path, kind: str, label: str, build, weights=lambda model: model):
+    """Rebuild a model from a checkpoint directory in eval mode, with `.meta` set: `build(config
+    dict)` makes it and `weights(model)` is the module whose state_dict was stored (strict). A
+    checkpoint of another kind, or one whose config or weights do not fit this version's model,
+    is a one-line CodecSepError."""
+    found, cfg, state, meta = load_checkpoint(path)
+    if found != kind:
+        raise CodecSepError(f"{path}: holds a {found!r} checkpoint, not {label}")
+    try:
+        model = build(cfg)
+        weights(model).load_state_dict(state, strict=True)
+    except (CodecSepError, RuntimeError, TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CodecSepError(f"{path}: does not fit {label} of codecsep {__version__} "
+                            f"(made by another version? {first})") from None
+    model.meta = meta
+    return model.eval()
 
 
 def provenance(path, meta: dict, **extra) -> dict:
@@ -154,11 +184,8 @@ class Checkpointed:
         path = Path(path) if path else cls.default_checkpoint
         if path is None:
             raise CodecSepError(f"give the checkpoint folder of {cls.checkpoint_label} to load")
-        kind, cfg, state, meta = load_checkpoint(path)
-        if kind != cls.checkpoint_kind:
-            raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not {cls.checkpoint_label}")
-        model = cls(config_from_dict(cls.config_class, cfg), **parts)
-        getattr(model, cls.checkpoint_weights).load_state_dict(state, strict=True)
-        model.check_checkpoint(path, meta)
-        model.meta = meta
-        return model.eval()
+        model = load_model(path, cls.checkpoint_kind, cls.checkpoint_label,
+                           lambda cfg: cls(config_from_dict(cls.config_class, cfg), **parts),
+                           lambda m: getattr(m, cls.checkpoint_weights))
+        model.check_checkpoint(path, model.meta)
+        return model

@@ -1,7 +1,8 @@
 """Codec backends behind one contract (`Codec`), and `load_codec` to get one by name or path.
 
 Names: "mica" (our shipped default), a Mica checkpoint directory, or "dac-16k" / "dac-24k" /
-"dac-44k" followed by ":PATH" to official weights on disk (descript .pth or transformers dir).
+"dac-44k" followed by ":PATH" to official weights on disk (descript .pth or transformers dir;
+the weights must be that release's), or "dac:PATH" for any DAC configuration.
 """
 
 from __future__ import annotations
@@ -16,15 +17,11 @@ DEFAULT_CODEC = ASSETS / "mica-16k"
 
 
 def load_mica(path: str | Path = DEFAULT_CODEC) -> Codec:
-    from ..checkpoint import config_from_dict, load_checkpoint
+    from ..checkpoint import config_from_dict, load_model
     from .mica import MicaCodec, MicaConfig
 
-    kind, cfg, state, _ = load_checkpoint(path)
-    if kind != "mica":
-        raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not a Mica codec")
-    codec = MicaCodec(config_from_dict(MicaConfig, cfg))
-    codec.load_state_dict(state, strict=True)
-    return codec.eval()
+    return load_model(path, "mica", "a Mica codec",
+                      lambda cfg: MicaCodec(config_from_dict(MicaConfig, cfg)))
 
 
 def load_codec(name: str | Path = "mica") -> Codec:
@@ -32,13 +29,18 @@ def load_codec(name: str | Path = "mica") -> Codec:
     name = str(name)
     if name == "mica":
         return load_mica(DEFAULT_CODEC)
-    if name.startswith("dac-"):
-        from .dac import DACCodec
+    if name.startswith("dac"):
+        from .dac import DACCodec, _variant
 
         variant, _, path = name.partition(":")
         if not path:
             raise CodecSepError(f"{variant} needs local weights: use '{variant}:/path/to/weights'")
-        return DACCodec.load(path).eval()
+        wanted = None if variant == "dac" else f"dac-{_variant(variant).name}"
+        codec = DACCodec.load(path).eval()
+        if wanted and codec.codec_id != wanted:
+            raise CodecSepError(f"{path}: holds {codec.codec_id} weights, not {wanted} "
+                                "(use 'dac:PATH' to load any DAC)")
+        return codec
     if Path(name).is_dir():
         return load_mica(name)
     raise CodecSepError(f"unknown codec {name!r}: use 'mica', a checkpoint dir, or 'dac-16k:PATH'")

@@ -79,6 +79,8 @@ class Codec(nn.Module):
 MAGIC = b"CSEPCODE"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+HEADER_KEYS = ("format_version", "shape", "payload_sha256", "codec_id", "weights_hash",
+               "sample_rate", "length", "n_quantizers")
 
 
 def pack_codes(values: np.ndarray, bits: int) -> bytes:
@@ -153,6 +155,8 @@ class CodesFile:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CodesFile":
+        """Read a codes file; anything truncated, corrupt or of an unknown format is a
+        CodesFileError naming the file."""
         path = Path(path)
         if not path.is_file():
             raise CodesFileError(f"{path}: no such codes file")
@@ -168,14 +172,21 @@ class CodesFile:
             header = json.loads(data[start : start + head_len])
         except ValueError as e:
             raise CodesFileError(f"{path}: corrupt codes file header") from e
+        if not isinstance(header, dict):
+            raise CodesFileError(f"{path}: corrupt codes file header")
         version = header.get("format_version")
         if version not in READABLE_VERSIONS:
             raise CodesFileError(
                 f"{path}: codes file format {version} is not supported "
                 f"(this version reads {', '.join(map(str, READABLE_VERSIONS))})"
             )
+        missing = [k for k in HEADER_KEYS if k not in header]
+        if missing:
+            raise CodesFileError(f"{path}: corrupt codes file header (no {', '.join(missing)})")
         payload = data[start + head_len :]
         shape = header["shape"]
+        if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
+            raise CodesFileError(f"{path}: corrupt codes file header (shape {shape!r})")
         count = int(np.prod(shape))
         bits = header.get("bits", 16) if version >= 2 else 16
         if not isinstance(bits, int) or not 1 <= bits <= 16:

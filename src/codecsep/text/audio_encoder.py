@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import config_from_dict, load_checkpoint, save_checkpoint
+from ..checkpoint import config_from_dict, load_model, save_checkpoint
 from ..codecs import ASSETS
 from ..codecs.mdct import MDCT
 from ..errors import CodecSepError
@@ -168,13 +168,9 @@ class AudioEncoder(nn.Module):
         if not (path / "config.json").is_file():
             raise CodecSepError(f"no audio encoder at {path}: train one with "
                                 "`codecsep train audio-encoder` or pass its folder")
-        kind, cfg, state, meta = load_checkpoint(path)
-        if kind != KIND:
-            raise CodecSepError(f"{path}: holds a {kind!r} checkpoint, not an audio encoder")
-        enc = cls(config_from_dict(AudioEncoderConfig, cfg), text_encoder=text_encoder)
-        enc.load_state_dict(state, strict=True)
-        enc.meta = meta
-        return enc.eval()
+        return load_model(path, KIND, "an audio encoder",
+                          lambda cfg: cls(config_from_dict(AudioEncoderConfig, cfg),
+                                          text_encoder=text_encoder))
 
 
 def mask_bands_and_frames(feats: torch.Tensor, max_bands: int = 8,
