@@ -3,6 +3,7 @@ of 8 concurrent clients on loopback, each of which must get back its own audio."
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,6 +15,7 @@ from helpers import dominant_hz, free_port, save_tiny_separator, tone
 from codecsep.app import AppInputError, Limits, check_upload, resolve_request, separate_upload
 from codecsep.audio import load_audio
 from codecsep.separators.separator import Separator
+from codecsep.text import parse_instruction
 
 torch.set_num_threads(1)
 SR = 16000
@@ -42,9 +44,10 @@ def test_refuses_non_audio_oversized_and_too_long(tmp_path):
 
 def test_requests_as_prompts_or_instructions():
     assert resolve_request("dog barking", "remove") == ("remove", "dog barking")
-    assert resolve_request("remove the dog barking", "auto", labels=["dog barking"]) == (
-        "remove", "dog barking")
-    assert resolve_request("keep only the piano", "auto", labels=["piano"]) == ("extract", "piano")
+    assert resolve_request("remove the dog barking", "auto") == ("remove", "dog barking")
+    with_labels = functools.partial(parse_instruction, labels=["dog barking", "piano"])
+    assert resolve_request("get rid of the dog", "auto", with_labels) == ("remove", "dog barking")
+    assert resolve_request("keep only the piano", "auto", with_labels) == ("extract", "piano")
     for bad in ("", "   "):
         with pytest.raises(AppInputError, match="type what"):
             resolve_request(bad, "extract")

@@ -82,9 +82,10 @@ def check_upload(path, limits: Limits = Limits()) -> float:
     return float(info.duration)
 
 
-def resolve_request(text: str, task: str = "auto", labels=None) -> tuple[str, str]:
-    """(text, task) -> (task, description). "auto" reads the text as an instruction
-    ("remove the dog barking" -> ("remove", "dog barking")); "extract"/"remove" use it as is."""
+def resolve_request(text: str, task: str = "auto", read=None) -> tuple[str, str]:
+    """(text, task) -> (task, description). "auto" reads the text as an instruction with `read`
+    (a separator's `read_instruction`: "remove the speech" -> ("remove", "speech"));
+    "extract"/"remove" use it as is."""
     if task not in TASKS:
         raise AppInputError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     text = (text or "").strip()
@@ -92,17 +93,10 @@ def resolve_request(text: str, task: str = "auto", labels=None) -> tuple[str, st
         raise AppInputError("type what to extract or remove, e.g. 'violin'")
     if task != "auto":
         return task, text
-    from .text import parse_instruction
-
-    instruction = parse_instruction(text, default_labels() if labels is None else labels)
+    if read is None:
+        from .text import parse_instruction as read
+    instruction = read(text)
     return instruction.task, instruction.description
-
-
-def default_labels() -> list[str]:
-    """The corpus labels, so "remove the dog" maps to the prompt the model was trained on."""
-    from .data.captions import CAPTIONS
-
-    return sorted(CAPTIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,14 +145,14 @@ _EMBED_LOCK = threading.Lock()  # text encoders load lazily and cache on disk: o
 
 
 def separate_upload(separator, audio_path, text: str, task: str = "auto", out_dir=None,
-                    limits: Limits = Limits(), labels=None) -> AppResult:
+                    limits: Limits = Limits()) -> AppResult:
     """Separate one uploaded file: writes result.wav, residual.wav and a spectrogram PNG.
 
     `task` "extract" keeps the described sound, "remove" removes it, "auto" reads `text` as an
     instruction. The result is the kept part; the residual is everything else.
     """
     seconds = check_upload(audio_path, limits)
-    task, description = resolve_request(text, task, labels)
+    task, description = resolve_request(text, task, separator.read_instruction)
     wav, sr = load_audio(audio_path, sample_rate=separator.sample_rate)  # (C, T)
     with _EMBED_LOCK:
         cond = separator.embed([description])

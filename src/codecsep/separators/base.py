@@ -146,6 +146,14 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
             emb = self.text_encoder.embed(check_prompts(prompts)).float()
         return nearest_sounds(emb, self.anchors, self.text_encoder.embed, self._anchor_cache)
 
+    def read_instruction(self, text: str):
+        """A free-form request ("please remove the speech") as an `Instruction` (task and
+        targets), its sound named as one of this model's trained sounds when the rules find one
+        (`text.instructions`). `separate --instruction` and the web app both read requests so."""
+        from ..text.instructions import parse_instruction
+
+        return parse_instruction(text, self.anchors.labels())
+
     def anchor_queries(self, emb: torch.Tensor, weight: float) -> torch.Tensor:
         """(P, E) audio-query embeddings (already in the text space) pulled toward the training
         captions as prompts are, with `weight` (0: as they are)."""

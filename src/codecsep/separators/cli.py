@@ -53,9 +53,10 @@ class Job:
 
 
 # ------------------------------------------------------------------------------ the request
-def resolve_prompts(args) -> tuple[list[str], bool]:
-    """(prompts, remove) from --prompt/--remove, a free-form --instruction, or --query-audio
-    (then the "prompts" are the examples' stems: they name the outputs)."""
+def resolve_prompts(args, sep) -> tuple[list[str], bool]:
+    """(prompts, remove) from --prompt/--remove, a free-form --instruction (read as the
+    separator `sep` reads it), or --query-audio (then the "prompts" are the examples' stems:
+    they name the outputs)."""
     if args.query_audio:
         if args.prompt or args.instruction is not None:
             raise CodecSepError("--query-audio gives the target by example: do not combine it "
@@ -73,14 +74,9 @@ def resolve_prompts(args) -> tuple[list[str], bool]:
     if args.prompt or args.remove:
         raise CodecSepError("--instruction says what to do: do not combine it with "
                             "--prompt/--remove")
-    try:
-        from ..text.instructions import parse_instruction
-    except ImportError as e:
-        raise CodecSepError(f"--instruction needs the instruction parser, which is not available "
-                            f"({e}); use --prompt TEXT [--remove]") from e
     if not args.instruction.strip():
         raise CodecSepError("empty --instruction: say which sound to keep or remove")
-    ins = parse_instruction(args.instruction)
+    ins = sep.read_instruction(args.instruction)
     print(f"codecsep: instruction -> {ins.task} {ins.description!r}", file=sys.stderr)
     return [ins.description], ins.task == "remove"
 
@@ -293,14 +289,14 @@ def run_job(sep, job: Job, prompts, cond, args, writer: Writer) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    prompts, remove = resolve_prompts(args)
     check_options(args)
     ext = CODES_EXT if args.codes_out else f".{args.format or 'wav'}"
     files = expand_inputs(args.inputs, args.codes_in)
-    jobs = plan(files, Path(args.out), output_names(prompts, remove, args.residual), ext)
-    check_outputs(jobs, args.overwrite)
     sep = get_separator(args.model)
     apply_overrides(sep, {k: getattr(args, k) for k in INFERENCE_OVERRIDES}, args.model or "it")
+    prompts, remove = resolve_prompts(args, sep)
+    jobs = plan(files, Path(args.out), output_names(prompts, remove, args.residual), ext)
+    check_outputs(jobs, args.overwrite)
     check_code_streams(args, sep)
     for job in jobs:  # every input is readable before the first output is written
         if args.codes_in:
