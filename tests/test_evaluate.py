@@ -15,6 +15,7 @@ from codecsep.codecs.mica import MicaCodec, MicaConfig
 from codecsep.data.manifest import Clip, write_manifest
 from codecsep.errors import CodecSepError
 from codecsep.evaluate import (
+    MODELS,
     CodecCeiling,
     EvalConfig,
     MixtureModel,
@@ -24,6 +25,7 @@ from codecsep.evaluate import (
     evaluate,
     load_model,
     model_slug,
+    models_help,
     parse_model,
 )
 
@@ -224,9 +226,14 @@ def test_model_specs_are_checked():
     assert model_slug("codec-ceiling:mica@8") == "codec-ceiling-mica-q8"
     assert model_slug("resunet:runs/r1/checkpoint") == "resunet-r1-checkpoint"
     for bad, match in (("nope", "unknown model"), ("resunet", "needs an argument"),
-                       ("mixture:x", "takes no argument"), ("codec-ceiling:mica@x", "codebook")):
+                       ("mixture:x", "takes no argument"), ("codec-ceiling:mica@x", "codebook"),
+                       ("codec-ceiling:mica@0", "1 to 16 codebooks, got 0"),
+                       ("codec-ceiling:mica@99", "1 to 16 codebooks, got 99")):
         with pytest.raises(CodecSepError, match=match):
             load_model(bad)
+    assert load_model("codec-ceiling:mica@16").n_quantizers == 16
+    for kind in MODELS:  # --help names every kind
+        assert kind in models_help()
 
 
 def test_cli_eval_runs_and_prints_the_result(corpus, tmp_path, capsys):

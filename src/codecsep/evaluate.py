@@ -107,13 +107,21 @@ class OracleMDCTIRM:
         return {"target": target, "residual": mix - target}
 
 
+def check_codebooks(codec, n: int) -> int:
+    """n, if the codec has that many codebooks (1 <= n <= its count); a CodecSepError if not."""
+    if not 1 <= n <= codec.n_codebooks:
+        raise CodecSepError(f"the codec has 1 to {codec.n_codebooks} codebooks, got {n}")
+    return n
+
+
 class CodecCeiling:
     """The codec ceiling: decode(encode(reference)); with `n_quantizers`, through the codes."""
 
     needs_references = True
 
     def __init__(self, codec, n_quantizers: int | None = None):
-        self.codec, self.n_quantizers = codec.eval(), n_quantizers
+        self.codec = codec.eval()
+        self.n_quantizers = None if n_quantizers is None else check_codebooks(codec, n_quantizers)
         self.sample_rate = codec.sample_rate
 
     def through(self, wav: torch.Tensor) -> torch.Tensor:
@@ -138,10 +146,8 @@ class CodeStreamPath:
 
     def __init__(self, separator, n_quantizers: int | None = None):
         self.separator, self.codec = separator, separator.codec
-        self.n_quantizers = n_quantizers or self.codec.n_codebooks
-        if not 1 <= self.n_quantizers <= self.codec.n_codebooks:
-            raise CodecSepError(f"the codec has 1 to {self.codec.n_codebooks} codebooks, "
-                                f"got {n_quantizers}")
+        self.n_quantizers = check_codebooks(self.codec, self.codec.n_codebooks
+                                            if n_quantizers is None else n_quantizers)
         self.sample_rate, self.meta = separator.sample_rate, getattr(separator, "meta", None)
 
     # the inference settings a run may override (no shifts: code streams have none)
@@ -190,6 +196,7 @@ class ModelKind:
     build: Callable[[str | None, object], SeparationModel]  # (argument, text encoder) -> model
     argument: str  # "required" | "optional" | "none"
     help: str
+    form: str = ""  # the argument's shape, as --help shows it (":DIR", "[:DIR][@N]")
 
 
 def _codecsep(arg, text_encoder):
@@ -231,17 +238,24 @@ def _codecsep_codes(arg, text_encoder):
 
 MODELS: dict[str, ModelKind] = {
     "codecsep": ModelKind(_codecsep, "optional", "separator checkpoint dir: CodecSep, "
-                          "hierarchical or ResUNet, read from its config (default: shipped)"),
-    "resunet": ModelKind(_resunet, "required", "AudioSep-style ResUNet checkpoint dir"),
+                          "hierarchical or ResUNet, read from its config (default: shipped)",
+                          "[:DIR]"),
+    "resunet": ModelKind(_resunet, "required", "AudioSep-style ResUNet checkpoint dir", ":DIR"),
     "mixture": ModelKind(lambda a, t: MixtureModel(), "none", "floor: the mixture itself"),
     "oracle-mdct-irm": ModelKind(lambda a, t: OracleMDCTIRM(), "none",
                                  "ceiling: ideal ratio mask on the hop-320 MDCT"),
     "codec-ceiling": ModelKind(_codec_ceiling, "required",
-                               "decode(encode(ref)) of CODEC; CODEC@N goes through N codebooks"),
+                               "decode(encode(ref)) of CODEC; CODEC@N goes through N codebooks",
+                               ":CODEC[@N]"),
     "codecsep-codes": ModelKind(_codecsep_codes, "optional",
-                                "a CodecSep separator codes in -> codes out: [DIR][@N], N "
-                                "codebooks (default: the shipped model, all codebooks)"),
+                                "a CodecSep separator codes in -> codes out, N codebooks "
+                                "(default: the shipped model, all codebooks)", "[:DIR][@N]"),
 }
+
+
+def models_help() -> str:
+    """--model's help, from MODELS: every kind, its argument's shape and what it is."""
+    return "; ".join(f"{k}{m.form}: {m.help}" for k, m in MODELS.items())
 
 
 def parse_model(spec: str) -> tuple[str, str | None]:
@@ -875,9 +889,7 @@ def plot_examples(model, eval_set, items: list[EvalItem], task: str, path: Path,
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="score a separator on a fixed evaluation set",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True,
-                   help="codecsep[:DIR] | resunet:DIR | mixture | oracle-mdct-irm | "
-                        "codec-ceiling:CODEC[@N]")
+    p.add_argument("--model", required=True, help=models_help())
     p.add_argument("--protocol", required=True, choices=tuple(PROTOCOL_TARGETS))
     p.add_argument("--eval-dir", default="data/eval", help="evaluation sets (default %(default)s)")
     p.add_argument("--manifest", default="data/corpus/manifest.jsonl",
