@@ -206,6 +206,13 @@ def test_cli_separate_writes_one_file_per_speaker(saved, capsys):
     code, _, err = run(["speech", "separate", "--model", f"codecformer:{saved / 'cf'}",
                         saved / "silent.wav", "-o", saved / "sep3"], capsys)
     assert code == 0 and "warning" in err and "silent" in err  # as `codecsep separate` warns
+    (saved / "other").mkdir()
+    sf.write(saved / "other" / "mix.wav", np.zeros(16000, dtype=np.float32), 16000)
+    for inputs, message in (([saved / "mix.wav", saved / "other" / "mix.wav"], "same files"),
+                            ([saved / "silent.wav", saved / "missing.wav"], "no such file")):
+        code, _, err = run(["speech", "separate", "--model", f"codecformer:{saved / 'cf'}",
+                            *inputs, "-o", saved / "sep4"], capsys)
+        assert code == 2 and message in err and not (saved / "sep4").exists()  # nothing written
 
 
 def test_save_load_round_trip_checks_codec_weights(saved):

@@ -227,8 +227,8 @@ def test_model_specs_are_checked():
     assert model_slug("resunet:runs/r1/checkpoint") == "resunet-r1-checkpoint"
     for bad, match in (("nope", "unknown model"), ("resunet", "needs an argument"),
                        ("mixture:x", "takes no argument"), ("codec-ceiling:mica@x", "codebook"),
-                       ("codec-ceiling:mica@0", "1 to 16 codebooks, got 0"),
-                       ("codec-ceiling:mica@99", "1 to 16 codebooks, got 99")):
+                       ("codec-ceiling:mica@0", "@ 0: codec mica.* has 16 codebooks"),
+                       ("codec-ceiling:mica@99", "@ 99: codec mica.* has 16 codebooks")):
         with pytest.raises(CodecSepError, match=match):
             load_model(bad)
     assert load_model("codec-ceiling:mica@16").n_quantizers == 16

@@ -115,6 +115,10 @@ def test_export_refuses_to_overwrite(separator, tmp_path):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
     with pytest.raises(CodecSepError, match="not an ONNX export"):
         OnnxSeparator(tmp_path / "out")
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(CodecSepError, match="is not a folder"):
+        export_onnx(separator, tmp_path / "file", overwrite=True)
+    assert (tmp_path / "file").read_text() == "mine"
 
 
 def test_cli_export_and_rtf(model_dir, tmp_path, capsys):

@@ -320,6 +320,11 @@ def test_codec_encode_decode_round_trip_and_feed_separate(model, tmp_path, capsy
     assert sf.info(str(back)).frames == SR and sf.info(str(back)).channels == 2
     assert cli.main(["codec", "decode", str(codes), "-o", str(tmp_path / "x.wav")]) == 2
     assert "made by codec" in capsys.readouterr().err  # the shipped Mica is another codec
+    assert cli.main(["codec", "decode", str(codes), "-o", str(back), "--codec", codec_dir]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert cli.main(["codec", "encode", str(wav), "-o", str(tmp_path / "b.codes"), "--codec",
+                     codec_dir, "--n-quantizers", "0"]) == 2  # not quietly "all codebooks"
+    assert "has 4 codebooks (choose 1 to 4)" in capsys.readouterr().err
     code, _, err = run([codes, "-p", "piano", "-o", tmp_path / "o", "--model", model], capsys)
     assert code == 2 and "pass --codes-in" in err
     code, _, _ = run([codes, "--codes-in", "--codes-out", "-p", "piano", "-o", tmp_path / "o",

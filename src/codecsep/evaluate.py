@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .codecs.base import check_codebooks
 from .data.manifest import SPLITS
 from .errors import CodecSepError
 from .separators.base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
@@ -107,13 +108,6 @@ class OracleMDCTIRM:
         return {"target": target, "residual": mix - target}
 
 
-def check_codebooks(codec, n: int) -> int:
-    """n, if the codec has that many codebooks (1 <= n <= its count); a CodecSepError if not."""
-    if not 1 <= n <= codec.n_codebooks:
-        raise CodecSepError(f"the codec has 1 to {codec.n_codebooks} codebooks, got {n}")
-    return n
-
-
 class CodecCeiling:
     """The codec ceiling: decode(encode(reference)); with `n_quantizers`, through the codes."""
 
@@ -121,7 +115,8 @@ class CodecCeiling:
 
     def __init__(self, codec, n_quantizers: int | None = None):
         self.codec = codec.eval()
-        self.n_quantizers = None if n_quantizers is None else check_codebooks(codec, n_quantizers)
+        self.n_quantizers = (None if n_quantizers is None
+                             else check_codebooks(codec, n_quantizers, "codec-ceiling @"))
         self.sample_rate = codec.sample_rate
 
     def through(self, wav: torch.Tensor) -> torch.Tensor:
@@ -147,7 +142,8 @@ class CodeStreamPath:
     def __init__(self, separator, n_quantizers: int | None = None):
         self.separator, self.codec = separator, separator.codec
         self.n_quantizers = check_codebooks(self.codec, self.codec.n_codebooks
-                                            if n_quantizers is None else n_quantizers)
+                                            if n_quantizers is None else n_quantizers,
+                                            "codecsep-codes @")
         self.sample_rate, self.meta = separator.sample_rate, getattr(separator, "meta", None)
 
     # the inference settings a run may override (no shifts: code streams have none)

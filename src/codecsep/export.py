@@ -177,6 +177,8 @@ def export_onnx(separator, out_dir, prompts=(), embedding_input: bool = True,
         raise CodecSepError("nothing to export the masker for: give prompts or keep the "
                             "embedding input")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CodecSepError(f"{out_dir}: exists and is not a folder; choose another -o")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise CodecSepError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
     separator = separator.eval()
@@ -354,7 +356,8 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a separator to ONNX (encoder, masker, decoder...)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--format", choices=["onnx"], default="onnx", help="only onnx for now")
+    p.add_argument("--format", choices=["onnx"], default="onnx",
+                   help="ONNX (the only format for now; the flag keeps commands stable)")
     p.add_argument("--model", default=None, help="separator checkpoint dir (default: shipped)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--prompt", action="append",

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CodesFileError
+from ..errors import CodecSepError, CodesFileError
 
 
 class Codec(nn.Module):
@@ -97,6 +97,14 @@ def unpack_codes(payload: bytes, count: int, bits: int) -> np.ndarray:
 
 def packed_size(count: int, bits: int) -> int:
     return (count * bits + 7) // 8
+
+
+def check_codebooks(codec: "Codec", n: int, what: str = "--n-quantizers") -> int:
+    """n, if the codec has that many codebooks (1 <= n <= its count); a one-line error if not."""
+    if not 1 <= n <= codec.n_codebooks:
+        raise CodecSepError(f"{what} {n}: codec {codec.codec_id} has {codec.n_codebooks} "
+                            f"codebooks (choose 1 to {codec.n_codebooks})")
+    return n
 
 
 def encode_to_codes(codec: "Codec", wav: torch.Tensor, n_quantizers: int,

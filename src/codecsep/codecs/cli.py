@@ -19,20 +19,22 @@ import torch
 
 from ..audio import load_audio, resample, save_audio
 from ..errors import CodecSepError
-from .base import CodesFile, decode_codes, encode_to_codes
+from .base import CodesFile, check_codebooks, decode_codes, encode_to_codes
+
+
+def check_new(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, to replace an existing output without --overwrite."""
+    if out.exists() and not overwrite:
+        raise CodecSepError(f"{out}: already exists; pass --overwrite to replace it")
 
 
 def encode_file(codec, path: Path, out: Path, n_quantizers: int | None, overwrite: bool) -> CodesFile:
-    if out.exists() and not overwrite:
-        raise CodecSepError(f"{out}: already exists; pass --overwrite to replace it")
+    check_new(out, overwrite)
     wav, rate = load_audio(path)  # (C, T)
     if rate != codec.sample_rate:
         print(f"codecsep: {path}: resampling {rate} Hz -> {codec.sample_rate} Hz", file=sys.stderr)
         wav = resample(wav, rate, codec.sample_rate)
-    n = n_quantizers or codec.n_codebooks
-    if not 1 <= n <= codec.n_codebooks:
-        raise CodecSepError(f"--n-quantizers {n}: codec {codec.codec_id} has "
-                            f"{codec.n_codebooks} codebooks")
+    n = check_codebooks(codec, codec.n_codebooks if n_quantizers is None else n_quantizers)
     with torch.inference_mode():
         cf = encode_to_codes(codec, wav, n)
     cf.save(out, overwrite=overwrite)
@@ -40,6 +42,7 @@ def encode_file(codec, path: Path, out: Path, n_quantizers: int | None, overwrit
 
 
 def decode_file(codec, path: Path, out: Path, overwrite: bool) -> torch.Tensor:
+    check_new(out, overwrite)
     cf = CodesFile.load(path)
     cf.check_codec(codec)
     with torch.inference_mode():

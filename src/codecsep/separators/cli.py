@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..audio import check_audio_file, list_audio_files, save_audio
 from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
-from ..codecs.base import MAGIC, CodesFile, decode_codes, encode_to_codes
+from ..codecs.base import MAGIC, CodesFile, check_codebooks, decode_codes, encode_to_codes
 from ..errors import AudioError, CodecSepError, CodesFileError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
 from .api import (check_separation, get_separator, installed_presence_check, prompt_notes,
@@ -198,9 +198,8 @@ def check_code_streams(args, sep) -> None:
             raise CodecSepError(f"--codes-in/--codes-out need a codec-based separator; this "
                                 f"{sep.checkpoint_kind} model works on waveforms only")
         return
-    n, most = args.n_quantizers, codec.n_codebooks
-    if n is not None and n > most:
-        raise CodecSepError(f"--n-quantizers {n}: codec {codec.codec_id} has {most} codebooks")
+    if args.n_quantizers is not None:
+        check_codebooks(codec, args.n_quantizers)
 
 
 def probe_codes(path: Path, sep, n_quantizers: int | None) -> None:

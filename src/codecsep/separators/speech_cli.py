@@ -70,6 +70,21 @@ def write_speakers(wavs, out_dir: Path, stem: str, sample_rate: int, overwrite: 
         print(path)
 
 
+def check_speech_inputs(inputs: list[Path], out_dir: Path, overwrite: bool) -> None:
+    """Every input readable, no two writing the same files, no output there already (without
+    --overwrite): checked for all inputs before the first is separated."""
+    from ..audio import check_audio_file
+
+    stems: dict[str, Path] = {}
+    for path in inputs:
+        check_audio_file(path)
+        if path.stem in stems:
+            raise CodecSepError(f"{stems[path.stem]} and {path} would write the same files in "
+                                f"{out_dir}: rename one or separate them apart")
+        stems[path.stem] = path
+        speaker_paths(out_dir, path.stem, 2, overwrite)
+
+
 def separate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -77,8 +92,8 @@ def separate(args: argparse.Namespace) -> int:
     from .api import input_warnings
 
     model = load_model(args.model, "codecformer", args.codec)
+    check_speech_inputs([Path(p) for p in args.inputs], Path(args.out), args.overwrite)
     for path in tqdm(args.inputs, desc="separating", unit="file", disable=len(args.inputs) < 2):
-        speaker_paths(Path(args.out), Path(path).stem, 2, args.overwrite)  # fail before working
         wav, _ = load_audio(path, sample_rate=model.sample_rate)
         for note in input_warnings(wav, model.sample_rate):  # as `codecsep separate` warns
             tqdm.write(f"codecsep: warning: {path}: {note}", file=sys.stderr)
