@@ -5,7 +5,7 @@ choose extract / remove / auto, then hear and download the result, the residual 
 spectrogram of all three. The work is done by `separate_upload`, a plain function the UI calls
 (and the tests call without a browser); Gradio's queue runs a few requests at once.
 
-    codecsep serve --model runs/sep --port 7860
+    codecsep serve --model runs/sep/checkpoint --port 7860
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
     codecsep demo --make-assets --manifest data/corpus/manifest.jsonl   # (re)build the mixture
 
 Re-running keeps existing outputs (it still prints the scores) unless --overwrite is given.
-Until a default separator and the demo mixture are shipped, a bare `codecsep demo` runs the
-furthest step that exists and says so.
+Where the default separator or the demo mixture is missing (an install without the package's
+assets), a bare `codecsep demo` runs the furthest step that exists and says so.
 """
 
 from __future__ import annotations

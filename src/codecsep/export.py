@@ -1,6 +1,6 @@
 """ONNX export of a CodecSep separator, and `OnnxSeparator`, which runs it with onnxruntime.
 
-    codecsep export --format onnx --model runs/sep -o exported/ --prompt "birdsong" --rtf
+    codecsep export --format onnx --model runs/sep/checkpoint -o exported/ --prompt "birdsong" --rtf
 
 Exported graphs (opset 17, dynamic batch and frame/sample axes), each a plain ONNX file:
   encoder.onnx         wav (B, 1, T) -> latent (B, D, F)              MDCT as a strided Conv
