@@ -25,7 +25,6 @@ import os
 import platform
 import resource
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from . import __version__
 from .errors import CodecSepError
 from .flops import count_macs, count_parameters
 from .separators.postfilter import postfilter_macs
+from .timing import real_time_factor
 
 PEERS = ("resunet-compact", "resunet30", "codecsep-paper")  # speed-ups are quoted against these
 
@@ -277,23 +277,6 @@ ROWS: dict[str, Row] = {
 
 
 # =============================================================================== measuring
-def median_rtf(fn: Callable[[], object], audio_seconds: float, threads: int, repeats: int) -> float:
-    """Median wall time of fn() over `repeats` runs (after one warm-up) / audio seconds."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            fn()
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(previous)
-    return statistics.median(times) / audio_seconds
-
-
 def peak_rss_mb() -> float:
     """This process's resident-set high-water mark in MB.
 
@@ -371,10 +354,11 @@ def bench_row(name: str, cfg: BenchConfig) -> dict:
     wav = _probe_input(bench.sample_rate, cfg.seconds)[0]  # (1, T)
     codes = bench.codes_of(wav) if bench.codes_of else None
     for t in cfg.threads:
-        row["rtf"][str(t)] = median_rtf(lambda: bench.run(wav), cfg.seconds, t, cfg.repeats)
+        row["rtf"][str(t)] = real_time_factor(lambda: bench.run(wav), cfg.seconds, t,
+                                              cfg.repeats)["wall"]
         if codes is not None:
-            row["rtf_codes"][str(t)] = median_rtf(lambda: bench.run_codes(codes), cfg.seconds, t,
-                                                  cfg.repeats)
+            row["rtf_codes"][str(t)] = real_time_factor(lambda: bench.run_codes(codes), cfg.seconds,
+                                                        t, cfg.repeats)["wall"]
     for seconds in cfg.memory_seconds:
         row["memory"][f"{seconds:g}"] = memory_in_subprocess(name, seconds, cfg.tiny)
     return row

@@ -18,7 +18,6 @@ import tempfile
 from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__

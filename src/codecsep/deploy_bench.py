@@ -150,8 +150,8 @@ def streaming_quality(separator, eval_set, groups: dict, block: float, context: 
 
 def real_time_factors(separator, onnx, cfg: DeployConfig) -> dict:
     """Median RTF on one thread of PyTorch, ONNX Runtime and each streaming setting."""
-    from .bench import median_rtf
     from .separators.streaming import StreamingSeparator, stream_all
+    from .timing import real_time_factor
 
     gen = torch.Generator().manual_seed(0)
     audio = 0.1 * torch.randn(1, int(cfg.seconds * separator.sample_rate), generator=gen)
@@ -164,7 +164,7 @@ def real_time_factors(separator, onnx, cfg: DeployConfig) -> dict:
         return stream_all(s, audio, s.block)
 
     def rtf(fn) -> float:
-        return median_rtf(fn, cfg.seconds, 1, cfg.repeats)
+        return real_time_factor(fn, cfg.seconds, 1, cfg.repeats)["wall"]
 
     return {"torch": rtf(lambda: separator.separate(audio, None, cond=cond)),
             "onnx": rtf(lambda: onnx.separate(audio, cond=cond)),

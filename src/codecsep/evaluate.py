@@ -38,8 +38,8 @@ from . import __version__
 from .codecs.base import check_codebooks
 from .data.manifest import SPLITS
 from .errors import CodecSepError
-from .separators.base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from .metrics import sdr, sdr_improvement, si_sdr, si_sdr_improvement
+from .separators.base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 
 EVAL_SEED = 0
 DEFAULT_N = 100

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -34,13 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import config_from_dict
 from .errors import CodecSepError, require
 from .separators.base import members_arg
 from .separators.chunking import overlap_add, shift_offsets, shifted_mean
 from .separators.postfilter import PostFilter, apply_postfilter
 from .separators.separator import check_prompts
-from .checkpoint import config_from_dict
 from .text.anchors import PromptAnchors, apply_anchors
+from .timing import real_time_factor
 
 OPSET = 17
 FORMAT_VERSION = 1
@@ -303,33 +303,20 @@ class OnnxSeparator:
 # ---------------------------------------------------------------------------------------------
 # Real-time factor
 # ---------------------------------------------------------------------------------------------
-def _best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def measure_rtf(separator, onnx_dir, seconds: float = 10.0, repeats: int = 3,
                 threads: int = 1) -> dict:
     """Processing time / audio duration of waveform separation (one prompt, embedding given),
-    PyTorch vs onnxruntime, both on `threads` threads; lower is faster (< 1: real time)."""
+    PyTorch vs onnxruntime, both on `threads` threads, median of `repeats` runs (`timing`);
+    lower is faster (< 1: real time)."""
     onnx = OnnxSeparator(onnx_dir, threads=threads)
     gen = torch.Generator().manual_seed(0)
     audio = torch.randn(1, int(seconds * separator.sample_rate), generator=gen) * 0.1
     cond = torch.randn(1, separator.config.masker.cond_dim, generator=gen)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        t_torch = _best_time(lambda: separator.separate(audio, ["x"], cond=cond), repeats)
-    finally:
-        torch.set_num_threads(before)
-    t_onnx = _best_time(lambda: onnx.separate(audio, cond=cond), repeats)
-    return {"seconds": seconds, "threads": threads, "torch_rtf": t_torch / seconds,
-            "onnx_rtf": t_onnx / seconds}
+    torch_rtf = real_time_factor(lambda: separator.separate(audio, ["x"], cond=cond), seconds,
+                                 threads, repeats)["wall"]
+    onnx_rtf = real_time_factor(lambda: onnx.separate(audio, cond=cond), seconds, threads,
+                                repeats)["wall"]
+    return {"seconds": seconds, "threads": threads, "torch_rtf": torch_rtf, "onnx_rtf": onnx_rtf}
 
 
 # ---------------------------------------------------------------------------------------------

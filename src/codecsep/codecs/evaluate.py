@@ -35,7 +35,6 @@ import json
 import math
 import os
 import shlex
-import statistics
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -50,6 +49,7 @@ from ..errors import AudioError, CodecSepError
 from ..evaluate import CodecCeiling, describe, fmt
 from ..flops import count_parameters, macs_per_second
 from ..metrics import si_sdr
+from ..timing import real_time_factor
 
 CATEGORIES = ("speech", "music", "sfx")
 QUANTIZER_STEPS = (1, 2, 4, 6, 8, 12, 16)
@@ -251,27 +251,6 @@ def _probe(sample_rate: int, seconds: float) -> torch.Tensor:
     return 0.1 * torch.randn(1, 1, round(seconds * sample_rate), generator=gen)
 
 
-def time_rtf(fn, audio_seconds: float, repeats: int) -> dict:
-    """Real-time factor of fn() on ONE thread, median over `repeats` runs after a warm-up:
-    "wall" (elapsed time) and "cpu" (process CPU time, which on a busy shared machine is what
-    the wall time would be on an idle core), both / audio seconds."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            fn()
-            wall, cpu = [], []
-            for _ in range(repeats):
-                t0, c0 = time.perf_counter(), time.process_time()
-                fn()
-                wall.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-    finally:
-        torch.set_num_threads(previous)
-    return {"wall": statistics.median(wall) / audio_seconds,
-            "cpu": statistics.median(cpu) / audio_seconds}
-
-
 def codec_cost(codec, rtf_seconds: float = 10.0, repeats: int = 5) -> dict:
     """Parameters, GMACs per second of audio of each transform (all codebooks), and the RTF on
     one thread of the continuous path and of the bitstream path."""
@@ -287,7 +266,7 @@ def codec_cost(codec, rtf_seconds: float = 10.0, repeats: int = 5) -> dict:
                 "dequantize": macs_per_second(codec.dequantize, codes, 1.0)}
     long = _probe(sr, rtf_seconds)
     paths = {"continuous": CodecCeiling(codec), "bitstream": CodecCeiling(codec, n)}
-    rtf = {name: time_rtf(partial(path.through, long), rtf_seconds, repeats)
+    rtf = {name: real_time_factor(partial(path.through, long), rtf_seconds, 1, repeats)
            for name, path in paths.items()}
     g = {k: v / 1e9 for k, v in macs.items()}
     return {"codec_id": codec.codec_id, "params": count_parameters(codec), "gmacs": g,
@@ -561,7 +540,9 @@ def bench_codec(codec, manifest, split: str = "test", n_per_category: int = 30,
     result.update(clips=rows, skipped=skipped, codebooks=usage, cost=measure_costs(codec, cfg),
                   **summarize(rows, codec, cfg, ns))
     result["targets"] = target_rows(result)
-    result["machine"] = _machine_info()
+    from ..bench import machine_info
+
+    result["machine"] = machine_info()
     write_outputs(out, result, overwrite)
     return _json_safe(result)
 
@@ -574,12 +555,6 @@ def run_record(codec, cfg: CodecBenchConfig, point: int, visqol_ns: set) -> dict
                              "exact": exact},
             "targets_required": asdict(Targets()), "codecsep_version": __version__,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-
-def _machine_info() -> dict:
-    from ..bench import machine_info
-
-    return machine_info()
 
 
 # =============================================================================== CLI

@@ -22,17 +22,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
 from ..audio import check_audio_file, list_audio_files, save_audio
-from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from ..codecs.base import MAGIC, CodesFile, check_codebooks, decode_codes, encode_to_codes
 from ..errors import AudioError, CodecSepError, CodesFileError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
-from .api import (check_separation, get_separator, installed_presence_check, prompt_notes,
-                  query_embeddings, read_input, slug)
+from .api import (
+    check_separation,
+    get_separator,
+    installed_presence_check,
+    prompt_notes,
+    query_embeddings,
+    read_input,
+    slug,
+)
+from .base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 from .postfilter import PostFilter
 from .separator import check_prompts
 
