@@ -14,8 +14,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from codecsep.app import log_spectrogram
-from codecsep.audio import load_audio
+from codecsep.audio import load_audio, spectrogram_db
 from codecsep.data.manifest import read_manifest
 
 
@@ -27,7 +26,7 @@ def sheet(clips, out: Path, columns: int = 8, max_seconds: float = 4.0) -> Path:
     for ax, clip in zip(axes, clips):
         wav, sr = load_audio(clip.path)
         wav = wav[:, : int(max_seconds * sr)]
-        spec = log_spectrogram(wav)
+        spec = spectrogram_db(wav)
         ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=spec.max() - 80,
                   vmax=spec.max(), extent=(0, wav.shape[-1] / sr, 0, sr / 2000))
         name = Path(clip.extra.get("orig_path", clip.path)).stem[:18]

@@ -18,7 +18,6 @@ from codecsep.audio import (
     atomic_write_bytes,
     list_audio_files,
     load_audio,
-    peak_normalize,
     resample,
     save_audio,
     to_mono,
@@ -415,16 +414,6 @@ def test_to_mono():
         to_mono(torch.randn(10))
 
 
-def test_peak_normalize():
-    wav = torch.tensor([[0.1, -0.2], [0.05, 0.0]])
-    out = peak_normalize(wav, peak=0.5)
-    assert torch.allclose(out, wav * 2.5)  # one gain for all channels: balance kept
-    batch = torch.stack([wav, 4 * wav, torch.zeros_like(wav)])  # (B, C, T): per item
-    out = peak_normalize(batch)
-    assert torch.allclose(out.abs().amax(dim=(1, 2)), torch.tensor([0.99, 0.99, 0.0]))
-    assert torch.equal(out[2], torch.zeros_like(wav))  # silence stays silence, no NaN
-
-
 def test_list_audio_files(tmp_path):
     for name in ["b.wav", "a.FLAC", "c.mp3", "notes.txt", "d.ogg"]:
         (tmp_path / name).write_bytes(b"")
@@ -435,3 +424,14 @@ def test_list_audio_files(tmp_path):
     assert [p.name for p in list_audio_files(tmp_path, recursive=True)][-1] == "e.wav"
     expect_error(["missing", "no such directory"], list_audio_files, tmp_path / "missing")
     expect_error(["b.wav", "not a directory"], list_audio_files, tmp_path / "b.wav")
+
+
+def test_spectrogram_db_shapes_floor_and_channels():
+    from codecsep.audio import spectrogram_db
+
+    tone = torch.sin(2 * torch.pi * 1000 * torch.arange(16000) / 16000)
+    db = spectrogram_db(tone)
+    assert db.shape == (257, 16000 // 128 + 1)
+    assert db.mean(1).argmax() == 32  # 1 kHz is bin 1000 / (16000 / 512)
+    assert np.allclose(spectrogram_db(torch.stack([tone, tone])), db, atol=1e-4)  # channel mean
+    assert spectrogram_db(np.zeros(100)).min() == -120  # short input padded, silence floored

@@ -11,7 +11,6 @@ from codecsep.flops import (
     count_flops,
     count_macs,
     count_parameters,
-    format_macs,
     macs_per_second,
 )
 
@@ -150,12 +149,3 @@ def test_shared_parameters_are_counted_once():
     head = nn.Linear(8, 100, bias=False)
     head.weight = embed.weight  # tied weights
     assert count_parameters(nn.ModuleList([embed, head])) == 800
-
-
-def test_format_macs():
-    assert format_macs(4.2e10) == "42 GMACs/s"
-    assert format_macs(5e8) == "0.5 GMACs/s"
-    assert format_macs(1.23456e9, digits=2) == "1.2 GMACs/s"
-    assert format_macs(2.5e7, prefix="M") == "25 MMACs/s"
-    with pytest.raises(ValueError, match="prefix"):
-        format_macs(1.0, prefix="X")

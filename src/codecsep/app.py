@@ -19,11 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import load_audio, save_audio
+from .audio import load_audio, save_audio, spectrogram_db
 from .errors import CodecSepError, require
 from .separators.api import check_separation, prompt_notes, slug
 
@@ -102,16 +101,6 @@ def resolve_request(text: str, task: str = "auto", read=None) -> tuple[str, str]
 # ---------------------------------------------------------------------------------------------
 # Outputs
 # ---------------------------------------------------------------------------------------------
-def log_spectrogram(wav: torch.Tensor) -> np.ndarray:
-    """(C, T) -> (freq, frames) log-power in dB of the channel mean."""
-    x = wav.mean(0)
-    if x.shape[-1] < SPECTROGRAM_FFT:
-        x = torch.nn.functional.pad(x, (0, SPECTROGRAM_FFT - x.shape[-1]))
-    spec = torch.stft(x, SPECTROGRAM_FFT, SPECTROGRAM_FFT // 4,
-                      window=torch.hann_window(SPECTROGRAM_FFT), return_complex=True)
-    return (10 * torch.log10(spec.abs().pow(2) + 1e-10)).numpy()
-
-
 def spectrogram_figure(panels: dict[str, torch.Tensor], sample_rate: int, path) -> Path:
     """Write a PNG with one spectrogram per (title -> (C, T) waveform), stacked vertically."""
     from matplotlib.figure import Figure  # no pyplot: thread-safe, no GUI backend
@@ -119,7 +108,7 @@ def spectrogram_figure(panels: dict[str, torch.Tensor], sample_rate: int, path) 
     fig = Figure(figsize=(9, 2.2 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (title, wav) in zip(axes, panels.items()):
-        spec = log_spectrogram(wav)
+        spec = spectrogram_db(wav, SPECTROGRAM_FFT, SPECTROGRAM_FFT // 4)
         seconds = wav.shape[-1] / sample_rate
         ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=spec.max() - 80,
                   vmax=spec.max(), extent=(0, seconds, 0, sample_rate / 2000))

@@ -316,13 +316,13 @@ def to_mono(wav: torch.Tensor) -> torch.Tensor:
     return wav.mean(dim=-2, keepdim=True)
 
 
-def peak_normalize(wav: torch.Tensor, peak: float = 0.99) -> torch.Tensor:
-    """Scale so the largest |sample| equals `peak`; silent input is returned unchanged.
-
-    `(T,)` and `(C, T)` are scaled as a whole (channel balance is kept); `(B, ..., C, T)` is
-    scaled per item of the leading batch dimension.
-    """
-    reduce_dims = tuple(range(1, wav.ndim)) if wav.ndim >= 3 else tuple(range(wav.ndim))
-    current = wav.abs().amax(dim=reduce_dims, keepdim=True)
-    gain = torch.where(current > 0, peak / current.clamp_min(torch.finfo(wav.dtype).tiny), 1.0)
-    return wav * gain
+def spectrogram_db(wav, n_fft: int = 512, hop: int = 128) -> np.ndarray:
+    """(T,) or (C, T) waveform (the channel mean) -> (n_fft // 2 + 1, frames) power spectrogram
+    in dB, floored at -120 dB; input shorter than one frame is zero-padded. The one spectrogram
+    the demo, the web app, `eval`'s example plots and the clip sheets draw."""
+    x = torch.as_tensor(np.asarray(wav, dtype=np.float32))
+    x = x.mean(0) if x.ndim == 2 else x
+    if x.shape[-1] < n_fft:
+        x = torch.nn.functional.pad(x, (0, n_fft - x.shape[-1]))
+    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
+    return (10 * torch.log10(spec.abs().pow(2) + 1e-12)).clamp_min(-120).numpy()

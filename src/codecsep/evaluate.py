@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .audio import spectrogram_db
 from .codecs.base import check_codebooks
 from .data.manifest import SPLITS
 from .errors import CodecSepError
@@ -847,13 +848,6 @@ def plot_per_class(summary: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def spectrogram_db(x, n_fft: int = 512, hop: int = 128) -> np.ndarray:
-    """(T,) waveform -> (bins, frames) power spectrogram in dB, floored at -120 dB."""
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
-    return (10 * torch.log10(spec.abs().pow(2) + 1e-12)).clamp_min(-120).numpy()
 
 
 def plot_examples(model, eval_set, items: list[EvalItem], task: str, path: Path,

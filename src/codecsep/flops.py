@@ -20,7 +20,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 aten = torch.ops.aten
-_PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
 def _sdpa_forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -93,9 +92,3 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (shared tensors counted once); `trainable_only` skips frozen ones."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
-
-def format_macs(macs_per_s: float, prefix: str = "G", digits: int = 3) -> str:
-    """`format_macs(4.2e10) == "42 GMACs/s"`: `digits` significant digits, unit prefix K/M/G/T."""
-    if prefix not in _PREFIXES:
-        raise ValueError(f"prefix must be one of {sorted(_PREFIXES)}, got {prefix!r}")
-    return f"{macs_per_s / _PREFIXES[prefix]:.{digits}g} {prefix}MACs/s"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ..audio import atomic_write_bytes, resample, save_audio
+from ..audio import atomic_write_bytes, resample, save_audio, spectrogram_db
 from ..data.manifest import Clip, read_manifest
 from ..data.mixtures import (
     EVAL_COLUMNS,
@@ -191,18 +191,12 @@ def run_demo(sep_dir, demo_dir, out_dir, overwrite: bool = False) -> int:
     return 0
 
 
-def log_spectrogram(x: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Tensor:
-    """(T,) -> (n_fft // 2 + 1, frames) magnitude in dB."""
-    spec = torch.stft(x.float(), n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
-    return 20 * torch.log10(spec.abs() + 1e-6)
-
-
 def save_spectrograms(path: Path, mix, est, refs, prompts, sisdri, sr: int,
                       overwrite: bool = False, range_db: float = 80.0) -> Path:
     """One PNG: the mixture on top, then per prompt its estimate | reference, one colour scale."""
     from matplotlib.figure import Figure
 
-    specs = [log_spectrogram(mix)] + [log_spectrogram(x) for pair in zip(est, refs) for x in pair]
+    specs = [spectrogram_db(mix)] + [spectrogram_db(x) for pair in zip(est, refs) for x in pair]
     vmax = max(float(s.max()) for s in specs)
     extent = (0, mix.shape[-1] / sr, 0, sr / 2000)
     fig = Figure(figsize=(11, 2.2 * (len(prompts) + 1)))
@@ -214,7 +208,7 @@ def save_spectrograms(path: Path, mix, est, refs, prompts, sisdri, sr: int,
     for p, gain in zip(prompts, sisdri):
         titles += [f"estimate: {p!r}  (SI-SDRi {float(gain):+.1f} dB)", f"reference: {p!r}"]
     for ax, spec, title in zip(axes, specs, titles):
-        image = ax.imshow(spec.numpy(), origin="lower", aspect="auto", extent=extent,
+        image = ax.imshow(spec, origin="lower", aspect="auto", extent=extent,
                           vmin=vmax - range_db, vmax=vmax, cmap="magma")
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("kHz")

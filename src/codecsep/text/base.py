@@ -196,9 +196,6 @@ class CachedTextEncoder(TextEncoder):
             warnings.warn(f"text embedding cache disabled: cannot write {path} ({e})", stacklevel=3)
             self.directory = None
 
-    def clear_memory(self) -> None:
-        self._memory.clear()
-
 
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
