@@ -17,6 +17,10 @@ class MissingDependencyError(CodecSepError):
     """An optional dependency is not installed; the message names the install command."""
 
 
+def _missing(module: str, extra: str) -> MissingDependencyError:
+    return MissingDependencyError(f"{module} is not installed: run `pip install 'codecsep[{extra}]'`")
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or fail with the install command to run."""
     import importlib
@@ -24,6 +28,12 @@ def require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            f"{module} is not installed: run `pip install 'codecsep[{extra}]'`"
-        ) from e
+        raise _missing(module, extra) from e
+
+
+def require_installed(module: str, extra: str = "text") -> None:
+    """Fail early, without importing it, when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise _missing(module, extra)

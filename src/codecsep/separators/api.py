@@ -17,12 +17,11 @@ import re
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..audio import level_db, load_audio, resample, to_mono
 from ..errors import CodecSepError
-from .base import TextQueriedSeparator, check_prompts
+from .base import TextQueriedSeparator, as_channels, check_prompts
 from .registry import load_separator
 from .separator import DEFAULT_SEPARATOR
 
@@ -98,16 +97,7 @@ def read_input(path, sep: TextQueriedSeparator, mono: bool = False) -> tuple[tor
 
 def _as_waveform(audio, sep: TextQueriedSeparator, sample_rate: int | None) -> torch.Tensor:
     """(T,) or (C, T) array at `sample_rate` -> (C, T) float32 at the separator's rate."""
-    wav = audio.detach().cpu() if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio))
-    if not wav.is_floating_point():
-        raise CodecSepError(f"audio must be floating point in [-1, 1], got {wav.dtype}")
-    wav = wav.float()
-    wav = wav.unsqueeze(0) if wav.ndim == 1 else wav
-    if wav.ndim != 2 or wav.shape[-1] == 0:
-        raise CodecSepError(f"audio must be (T,) or (C, T) with T > 0, got {tuple(wav.shape)}")
-    if not torch.isfinite(wav).all():
-        raise CodecSepError("audio contains NaN or infinite samples")
-    return resample(wav, int(sample_rate or sep.sample_rate), sep.sample_rate)
+    return resample(as_channels(audio), int(sample_rate or sep.sample_rate), sep.sample_rate)
 
 
 SILENT_DBFS = -90.0  # an input whose RMS is below this is called silent

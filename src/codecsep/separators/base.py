@@ -23,6 +23,7 @@ from torch import nn
 from ..checkpoint import Checkpointed, command_line
 from ..errors import CodecSepError
 from ..text.anchors import PromptAnchors, apply_anchors, nearest_sounds
+from ..text.base import normalize_prompts
 from .chunking import overlap_add
 
 # separator attributes a run may set instead of the checkpoint's inference settings
@@ -68,24 +69,26 @@ def apply_overrides(model, overrides: dict, name: str) -> None:
 
 
 def check_prompts(prompts) -> list[str]:
-    """One prompt or a list -> the stripped prompts; one-line errors for none or empty ones."""
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts)
+    """One prompt or a list -> the prompts in canonical form (`text.base.normalize_prompt`:
+    NFKC, single spaces); one-line errors for none or empty ones."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise CodecSepError("give at least one prompt")
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise CodecSepError(f"empty prompt {p!r}: describe the sound to separate")
-    return [p.strip() for p in prompts]
+    return normalize_prompts(prompts)
 
 
 def as_channels(audio) -> torch.Tensor:
-    """(T,) or (C, T) array or tensor -> (C, T) float32; a clear error for anything else."""
-    wav = torch.as_tensor(np.asarray(audio) if not torch.is_tensor(audio) else audio).float()
+    """(T,) or (C, T) floating-point array or tensor -> (C, T) float32; a one-line error for
+    another shape or type, or for NaN or infinite samples."""
+    wav = audio.detach().cpu() if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio))
+    if not wav.is_floating_point():
+        raise CodecSepError(f"audio must be floating point in [-1, 1], got {wav.dtype}")
+    wav = wav.float()
     wav = wav.unsqueeze(0) if wav.ndim == 1 else wav
     if wav.ndim != 2 or wav.shape[-1] == 0:
         raise CodecSepError(f"audio must be (T,) or (C, T) with T > 0, got {tuple(wav.shape)}")
+    if not torch.isfinite(wav).all():
+        raise CodecSepError("audio contains NaN or infinite samples")
     return wav
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import CodecSepError, MissingDependencyError
+from ..errors import CodecSepError, require_installed
 
 CACHE_ENV = "CODECSEP_CACHE"
 
@@ -319,16 +319,6 @@ def get_text_encoder(
 # ---------------------------------------------------------------------------------------------
 # Shared helpers for the transformers-backed encoders
 # ---------------------------------------------------------------------------------------------
-def require_installed(module: str, extra: str = "text") -> None:
-    """Fail early, without importing it, when an optional dependency is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(
-            f"{module} is not installed: run `pip install 'codecsep[{extra}]'`"
-        )
-
-
 def offline_hub() -> None:
     """Keep huggingface_hub off the network (only effective before it is first imported)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
