@@ -108,3 +108,12 @@ def test_unwritten_command_is_skipped_but_broken_one_raises(monkeypatch, tmp_pat
     monkeypatch.setitem(cli.COMMANDS, "broken", "codecsep_broken_command")
     with pytest.raises(ModuleNotFoundError, match="not_installed_dependency"):
         cli.build_parser()
+
+
+@pytest.mark.parametrize("argv", [["bench", "--repeats", "0"], ["bench", "--seconds", "-1"],
+                                  ["eval", "--model", "mixture", "--protocol", "two_source",
+                                   "--n", "0"], ["curves", "--run", "a=b", "--every", "0"]])
+def test_counts_and_lengths_below_1_are_refused_as_options_are_read(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2 and "must be above 0" in capsys.readouterr().err

@@ -37,7 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import __version__
-from .errors import CodecSepError
+from .errors import CodecSepError, positive_float, positive_int
 from .flops import count_macs, count_parameters
 from .separators.postfilter import postfilter_macs
 from .timing import real_time_factor
@@ -471,9 +471,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="results/bench", help="output folder (default %(default)s)")
     p.add_argument("--heavy", action="store_true",
                    help="also time and memory-probe the heavy rows (DAC, ResUNet30)")
-    p.add_argument("--seconds", type=float, default=10.0,
+    p.add_argument("--seconds", type=positive_float, default=10.0,
                    help="audio length for timing (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=5,
+    p.add_argument("--repeats", type=positive_int, default=5,
                    help="timed runs after a warm-up (default %(default)s)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--cost-seconds", type=float, default=1.0, help="audio length for MAC counts")

@@ -18,7 +18,7 @@ import math
 import shutil
 from pathlib import Path
 
-from .errors import CodecSepError
+from .errors import CodecSepError, positive_int
 
 DEFAULT_METRIC = "target_sisdri"  # SI-SDRi of the extracted target on the training batch
 
@@ -126,7 +126,7 @@ def register(subparsers) -> None:
     p.add_argument("--run", action="append", required=True, metavar="NAME=RUN_DIR",
                    help="a run directory holding log.csv (repeat)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help="log.csv column (default %(default)s)")
-    p.add_argument("--every", type=int, default=1000, help="table step spacing")
+    p.add_argument("--every", type=positive_int, default=1000, help="table step spacing")
     p.add_argument("--out", default="results/training", help="output folder")
     p.add_argument("--note", default="", help="a caveat printed under the table")
     p.set_defaults(func=_run)

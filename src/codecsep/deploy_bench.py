@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .errors import CodecSepError
+from .errors import CodecSepError, positive_float, positive_int
 
 OUT_FILES = ("deploy.json", "deploy.md")
 STREAMING = ((0.2, 2.0), (0.1, 1.0))  # (block, context) seconds
@@ -311,9 +311,10 @@ def register_deploy(sub) -> None:
                    help="corpus manifest that writes the evaluation set if it is missing")
     p.add_argument("--protocol", default="two_source", choices=tuple(PROTOCOL_TARGETS),
                    help="evaluation protocol (default %(default)s)")
-    p.add_argument("--n", type=int, default=20, help="mixtures to score (default %(default)s)")
-    p.add_argument("--seconds", type=float, default=10.0, help="audio length for the RTF")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs after a warm-up")
+    p.add_argument("--n", type=positive_int, default=20,
+                   help="mixtures to score (default %(default)s)")
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="audio length for the RTF")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed runs after a warm-up")
     p.add_argument("--lookahead-ms", type=float, default=0.0,
                    help="streaming lookahead added to the latency (default %(default)s)")
     p.add_argument("--out", default="results/deploy", help="output folder (default %(default)s)")

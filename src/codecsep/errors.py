@@ -18,7 +18,8 @@ class MissingDependencyError(CodecSepError):
 
 
 def _missing(module: str, extra: str) -> MissingDependencyError:
-    return MissingDependencyError(f"{module} is not installed: run `pip install 'codecsep[{extra}]'`")
+    return MissingDependencyError(
+        f"{module} is not installed: run `pip install 'codecsep[{extra}]'`")
 
 
 def require(module: str, extra: str):
@@ -37,3 +38,25 @@ def require_installed(module: str, extra: str = "text") -> None:
 
     if importlib.util.find_spec(module) is None:
         raise _missing(module, extra)
+
+
+
+def _positive(kind: type, what: str):
+    def parse(text: str):
+        import argparse
+
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = f"positive_{kind.__name__}"
+    return parse
+
+
+# argparse types that refuse 0 and negatives as the options are read (`--repeats 0`)
+positive_int = _positive(int, "a whole number")
+positive_float = _positive(float, "a number")

@@ -38,7 +38,7 @@ from . import __version__
 from .audio import spectrogram_db
 from .codecs.base import check_codebooks
 from .data.manifest import SPLITS
-from .errors import CodecSepError
+from .errors import CodecSepError, positive_float, positive_int
 from .metrics import sdr, sdr_improvement, si_sdr, si_sdr_improvement
 from .separators.base import INFERENCE_OVERRIDES, apply_overrides, members_arg, postfilter_arg
 
@@ -411,7 +411,7 @@ def add_item_set_arguments(ap, n: int = 100, split: str = "valid") -> None:
     `parse_item_set_args` parses them and loads the model, `item_set(args, mode)` loads the
     items they name, `by_mixture` walks them."""
     ap.add_argument("--model", default="codecsep")
-    ap.add_argument("--n", type=int, default=n, help="the first N mixtures of the set")
+    ap.add_argument("--n", type=positive_int, default=n, help="the first N mixtures of the set")
     ap.add_argument("--protocol", default="two_source", choices=("two_source", "three_source"))
     ap.add_argument("--split", default=split)
     ap.add_argument("--seed", type=int, default=0)
@@ -884,7 +884,8 @@ def register(subparsers) -> None:
     p.add_argument("--eval-dir", default="data/eval", help="evaluation sets (default %(default)s)")
     p.add_argument("--manifest", default="data/corpus/manifest.jsonl",
                    help="corpus manifest whose test split feeds new sets (default %(default)s)")
-    p.add_argument("--n", type=int, default=DEFAULT_N, help="mixtures (default %(default)s)")
+    p.add_argument("--n", type=positive_int, default=DEFAULT_N,
+                   help="mixtures (default %(default)s)")
     p.add_argument("--seed", type=int, default=EVAL_SEED,
                    help="evaluation set seed (default %(default)s, the results' draw; others: "
                         "more draws)")
@@ -892,7 +893,7 @@ def register(subparsers) -> None:
                    help="corpus split of the evaluation set (default test; train / valid "
                         "measure the generalisation gap; unseen: effects from packages no other "
                         "split draws on)")
-    p.add_argument("--seconds", type=float, metavar="S",
+    p.add_argument("--seconds", type=positive_float, metavar="S",
                    help="mixtures S seconds long (a set of its own; short clips are tiled): long "
                         "inputs, which run through crossfaded windows (default: the protocol's 4 s)")
     p.add_argument("--prompt-mode", default="label", choices=PROMPT_MODES,

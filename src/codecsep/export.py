@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .checkpoint import config_from_dict
-from .errors import CodecSepError, require
+from .errors import CodecSepError, positive_float, require
 from .separators.base import members_arg
 from .separators.chunking import overlap_add, shift_offsets, shifted_mean
 from .separators.postfilter import PostFilter, apply_postfilter
@@ -358,5 +358,6 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--rtf", action="store_true",
                    help="then measure the real-time factor of ONNX vs PyTorch on one thread")
-    p.add_argument("--rtf-seconds", type=float, default=10.0, help="audio length for --rtf")
+    p.add_argument("--rtf-seconds", type=positive_float, default=10.0,
+                   help="audio length for --rtf")
     p.set_defaults(func=run)

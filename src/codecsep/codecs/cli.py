@@ -28,7 +28,8 @@ def check_new(out: Path, overwrite: bool) -> None:
         raise CodecSepError(f"{out}: already exists; pass --overwrite to replace it")
 
 
-def encode_file(codec, path: Path, out: Path, n_quantizers: int | None, overwrite: bool) -> CodesFile:
+def encode_file(codec, path: Path, out: Path, n_quantizers: int | None,
+                overwrite: bool) -> CodesFile:
     check_new(out, overwrite)
     wav, rate = load_audio(path)  # (C, T)
     if rate != codec.sample_rate:

@@ -45,7 +45,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..errors import AudioError, CodecSepError
+from ..errors import AudioError, CodecSepError, positive_float, positive_int
 from ..evaluate import CodecCeiling, describe, fmt
 from ..flops import count_parameters, macs_per_second
 from ..metrics import si_sdr
@@ -570,15 +570,17 @@ def register_codec_bench(subparsers) -> None:
     p.add_argument("--split", default="test", choices=SPLITS, help="corpus split (default %(default)s)")
     p.add_argument("--n-per-category", type=int, default=30,
                    help="clips per category: music, speech, effects (default %(default)s)")
-    p.add_argument("--seconds", type=float, default=4.0, help="crop length (default 4)")
+    p.add_argument("--seconds", type=positive_float, default=4.0, help="crop length (default 4)")
     p.add_argument("--n-quantizers", type=int, nargs="+", default=list(QUANTIZER_STEPS),
                    help="codebook counts (bitrates) to score (default %(default)s)")
     p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=True,
                    help="compute ViSQOL (speech mode; ~1 s per clip and bitrate)")
     p.add_argument("--visqol-at", choices=("all", "6kbps"), default="all",
                    help="ViSQOL at every bitrate, or only at the one nearest 6 kbps")
-    p.add_argument("--rtf-seconds", type=float, default=10.0, help="audio length for timing")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs (median) after a warm-up")
+    p.add_argument("--rtf-seconds", type=positive_float, default=10.0,
+                   help="audio length for timing")
+    p.add_argument("--repeats", type=positive_int, default=5,
+                   help="timed runs (median) after a warm-up")
     p.add_argument("--dac", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure the cost of the DAC-16k architecture (~5 min)")
     p.add_argument("--out", default="results/codec_bench", help="output folder")

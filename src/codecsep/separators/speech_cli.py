@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import CodecSepError
+from ..errors import CodecSepError, positive_int
 from .registry import SPEAKER_SEPARATORS, model_class
 
 KINDS = SPEAKER_SEPARATORS
@@ -154,7 +154,7 @@ def _eval_parser(sub) -> None:
     for kind in KINDS:
         p.add_argument(f"--{kind}", metavar="DIR",
                        help=f"{kind} checkpoint (default: the shipped one; skipped if absent)")
-    p.add_argument("--n", type=int, default=d.n, help="mixtures (default %(default)s)")
+    p.add_argument("--n", type=positive_int, default=d.n, help="mixtures (default %(default)s)")
     p.add_argument("--kbps", type=float, nargs="+", default=list(d.kbps), metavar="KBPS",
                    help="baseline bitrates besides CodeSep's own (default %(default)s)")
     p.add_argument("--eval-dir", default=d.eval_dir, help="evaluation sets (default %(default)s)")

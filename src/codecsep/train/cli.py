@@ -1,7 +1,7 @@
 """`codecsep train {codec,separator,...}`: every recipe's knobs come from its dataclasses.
 
-Each dataclass field becomes a flag (`--batch-size 16`, `--model.masker.depth 8`), so the command that
-trained a checkpoint (recorded in its meta.json) is also the full description of the run.
+Each dataclass field becomes a flag (`--batch-size 16`, `--model.masker.depth 8`), so the command
+that trained a checkpoint (recorded in its meta.json) is also the full description of the run.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def add_dataclass_flags(parser, base, prefix: str = "") -> None:
         parse = field_parser(hints[f.name])
         if parse is None:
             continue
-        metavar = "BOOL" if parse is parse_bool else "A,B,..." if isinstance(default, tuple) else None
+        metavar = ("BOOL" if parse is parse_bool
+                   else "A,B,..." if isinstance(default, tuple) else None)
         parser.add_argument(name, type=parse, default=None, metavar=metavar,
                             help=f"(default {default})")
 
