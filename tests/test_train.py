@@ -386,3 +386,24 @@ def test_the_loss_can_be_taken_after_the_post_filter(tmp_path):
     assert not torch.allclose(off["target_sisdr"].detach(), logs["target_sisdr"].detach())
     with pytest.raises(CodecSepError, match="postfilter"):
         SeparatorRecipe(postfilter="102,1")  # not a multiple of 4
+
+
+def test_a_resumed_log_keeps_its_columns_aligned(tmp_path):
+    """A resumed run whose rows name other loss terms writes under the header that is there,
+    warns once about the columns it cannot log and never shifts a value into another column."""
+    import csv
+    import warnings
+    from types import SimpleNamespace
+
+    from codecsep.train.loop import Trainer
+
+    run = SimpleNamespace(rank=0, out=tmp_path)
+    Trainer._log(run, {"step": 1, "loss": 0.5, "sisdr": 3.0})
+    with pytest.warns(UserWarning, match="no column for \\['teacher'\\]"):
+        Trainer._log(run, {"step": 2, "loss": 0.4, "teacher": 9.0, "sisdr": 4.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        Trainer._log(run, {"step": 3, "teacher": 8.0, "loss": 0.3})
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [r["sisdr"] for r in rows] == ["3.0", "4.0", ""]
+    assert [r["loss"] for r in rows] == ["0.5", "0.4", "0.3"]

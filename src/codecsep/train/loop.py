@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -64,6 +65,12 @@ def lr_at(step: int, cfg: LoopConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = min(1.0, (step - cfg.warmup) / max(1, steps - cfg.warmup))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names on a CSV file's first line."""
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
 
 
 class Trainer:
@@ -121,9 +128,15 @@ class Trainer:
         if self.rank != 0:
             return
         path = self.out / "log.csv"
-        new = not path.exists()
+        new = not path.exists() or path.stat().st_size == 0
+        header = list(row) if new else csv_header(path)
+        dropped = [k for k in row if k not in header]
+        if dropped and not getattr(self, "_warned_columns", False):  # a resumed run that logs
+            self._warned_columns = True                                 # other terms than before
+            warnings.warn(f"{path}: its header has no column for {dropped}; those are not logged "
+                          "(start a new --out to log them)", stacklevel=2)
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore", restval="")
+            w = csv.DictWriter(f, fieldnames=header, extrasaction="ignore", restval="")
             if new:
                 w.writeheader()
             w.writerow(row)
