@@ -316,3 +316,27 @@ def test_registry():
         load_public("esc-50", "/nonexistent")
     assert issubclass(DatasetLayoutError, CodecSepError)
     assert issubclass(DatasetLayoutError, FileNotFoundError)
+
+
+def test_corpus_import_writes_a_manifest_eval_can_draw_from(esc50, tmp_path_factory, capsys):
+    from codecsep import cli
+    from codecsep.data.cli import DATASETS
+
+    assert DATASETS == tuple(LOADERS)  # the CLI names them without importing the loaders
+    rows = [("5-300000-A-14.wav", 5, 14, "chirping_birds", "False", "300000", "A")]
+    with open(esc50 / "meta" / "esc50.csv", "a", newline="") as f:  # a second test-fold label
+        csv.writer(f).writerows(rows)
+    _wav(esc50 / "audio" / rows[0][0], seconds=2.0, sr=44100)
+    out = tmp_path_factory.mktemp("imp")
+    manifest = out / "esc50.jsonl"
+    assert cli.main(["corpus", "import", "esc50", str(esc50), "-o", str(manifest)]) == 0
+    assert "5 clips, 2 labels (test 3, train 1, valid 1)" in capsys.readouterr().out
+    assert read_manifest(manifest) == load_public("esc50", esc50)
+    assert cli.main(["corpus", "import", "esc50", str(esc50), "-o", str(manifest)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(["corpus", "import", "esc", str(esc50), "-o", str(out / "x.jsonl")]) == 2
+    assert "unknown dataset 'esc'" in capsys.readouterr().err
+    code = cli.main(["eval", "--model", "mixture", "--protocol", "two_source", "--split", "test",
+                     "--manifest", str(manifest), "--eval-dir", str(out / "eval"), "--n", "2",
+                     "--out", str(out / "scores")])
+    assert code == 0 and (out / "scores" / "summary.json").exists()
