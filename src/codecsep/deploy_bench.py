@@ -333,15 +333,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m codecsep.deploy_bench [flags]`: the same command outside `codecsep bench`."""
-    parser = argparse.ArgumentParser(prog="python -m codecsep.deploy_bench")
-    register_deploy(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["deploy", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except CodecSepError as e:
-        print(f"codecsep: error: {e}", file=sys.stderr)
-        return 2
+    """`python -m codecsep.deploy_bench [flags]` runs `codecsep bench deploy [flags]`."""
+    from .cli import main as cli_main
+
+    return cli_main(["bench", "deploy", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
