@@ -155,6 +155,9 @@ def test_python_api_separate(model, tmp_path):
     arr = torch.from_numpy(sf.read(wav, dtype="float32")[0].T.copy())
     again = codecsep.separate(arr, ["dog", "cat"], model=model, sample_rate=SR)
     torch.testing.assert_close(again["target"], out["target"])
+    as_read = sf.read(wav, dtype="float32")[0]  # (T, C), as soundfile returns it
+    torch.testing.assert_close(codecsep.separate(as_read, ["dog", "cat"], model=model,
+                                                 sample_rate=SR)["target"], out["target"])
     mono = codecsep.separate(arr[0].numpy(), "dog", model=model, sample_rate=48000)
     assert mono["target"].shape == (1, 1, SR // 3)
     with pytest.raises(codecsep.errors.CodecSepError, match="sample_rate is for arrays"):
@@ -330,3 +333,20 @@ def test_codec_encode_decode_round_trip_and_feed_separate(model, tmp_path, capsy
     code, _, _ = run([codes, "--codes-in", "--codes-out", "-p", "piano", "-o", tmp_path / "o",
                       "--model", model], capsys)
     assert code == 0 and CodesFile.load(tmp_path / "o" / "a" / "piano.codes").codes.shape[:2] == (2, 3)
+
+
+def test_loud_inputs_warn_in_one_line_and_float_keeps_every_sample(model, tmp_path, capsys):
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, 3.0 * np.sin(np.arange(SR) / 5.0).astype(np.float32), SR, subtype="FLOAT")
+    code, _, err = run([loud, "-p", "dog", "--residual", "-o", tmp_path / "a", "--model", model],
+                       capsys)
+    assert code == 0 and "codecsep: warning:" in err and "--float keeps them" in err
+    assert sf.info(str(tmp_path / "a" / "loud" / "dog_residual.wav")).subtype == "PCM_16"
+    code, _, err = run([loud, "-p", "dog", "--residual", "--float", "-o", tmp_path / "b",
+                        "--model", model], capsys)
+    assert code == 0 and "clipped" not in err
+    kept, _ = sf.read(tmp_path / "b" / "loud" / "dog_residual.wav")
+    assert np.abs(kept).max() > 1
+    code, _, err = run([loud, "-p", "dog", "--float", "--format", "flac", "-o", tmp_path / "c",
+                        "--model", model], capsys)
+    assert code == 2 and "--float writes 32-bit float WAV" in err

@@ -198,7 +198,7 @@ def separate(path_or_array, prompts=None, model=None, sample_rate: int | None = 
     """Separate an audio file or array by text prompts (or audio examples), in one batched pass.
 
     path_or_array: a file path, or a (T,) / (C, T) float array or tensor at `sample_rate`
-        (default: the separator's rate). `sample_rate` is only for arrays: a file says its own.
+        (default: the separator's rate); (T, C), as `soundfile.read` returns, is read as such. `sample_rate` is only for arrays: a file says its own.
     prompts: one string or a list; one output row per prompt.
     model: a separator (CodecSep, hierarchical, ResUNet), a checkpoint directory of one, or None
         for the shipped default.

@@ -78,13 +78,17 @@ def check_prompts(prompts) -> list[str]:
 
 
 def as_channels(audio) -> torch.Tensor:
-    """(T,) or (C, T) floating-point array or tensor -> (C, T) float32; a one-line error for
-    another shape or type, or for NaN or infinite samples."""
+    """(T,), (C, T) or (T, C) floating-point array or tensor -> (C, T) float32. A 2-D input
+    with more rows than columns is read as (T, C), the layout `soundfile.read` returns (audio
+    has more samples than channels). A one-line error for another shape or type, or for NaN or
+    infinite samples."""
     wav = audio.detach().cpu() if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio))
     if not wav.is_floating_point():
         raise CodecSepError(f"audio must be floating point in [-1, 1], got {wav.dtype}")
     wav = wav.float()
     wav = wav.unsqueeze(0) if wav.ndim == 1 else wav
+    if wav.ndim == 2 and wav.shape[0] > wav.shape[1]:
+        wav = wav.T.contiguous()  # (T, C) -> (C, T)
     if wav.ndim != 2 or wav.shape[-1] == 0:
         raise CodecSepError(f"audio must be (T,) or (C, T) with T > 0, got {tuple(wav.shape)}")
     if not torch.isfinite(wav).all():

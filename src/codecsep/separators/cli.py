@@ -19,13 +19,14 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..audio import check_audio_file, list_audio_files, save_audio
+from ..audio import ClippingWarning, check_audio_file, list_audio_files, save_audio
 from ..codecs.base import MAGIC, CodesFile, check_codebooks, decode_codes, encode_to_codes
 from ..errors import AudioError, CodecSepError, CodesFileError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
@@ -95,6 +96,9 @@ def check_options(args) -> None:
         raise CodecSepError(f"--n-quantizers must be >= 1, got {args.n_quantizers}")
     if args.codes_out and args.format is not None:
         raise CodecSepError("--format applies to audio outputs, not to --codes-out")
+    if args.float and (args.codes_out or args.format == "flac"):
+        raise CodecSepError("--float writes 32-bit float WAV files: not with --codes-out or "
+                            "--format flac")
     if args.codes_in and args.channels == "mono":
         raise CodecSepError("--channels mono applies to audio inputs, not to --codes-in")
 
@@ -252,8 +256,10 @@ def separate_codes_file(sep, path: Path, prompts, cond) -> Result:
 class Writer:
     """Writes one output row as audio or as a codes file, converting between them if needed."""
 
-    def __init__(self, sep, codes_out: bool, n_quantizers: int | None, overwrite: bool):
+    def __init__(self, sep, codes_out: bool, n_quantizers: int | None, overwrite: bool,
+                 subtype: str | None = None):
         self.sep, self.codes_out, self.n, self.overwrite = sep, codes_out, n_quantizers, overwrite
+        self.subtype = subtype  # None: the format's default (16-bit PCM for WAV and FLAC)
         self._hash = None
 
     @torch.inference_mode()
@@ -262,7 +268,13 @@ class Writer:
         codec = getattr(self.sep, "codec", None)  # None: a waveform-only separator (ResUNet)
         if not self.codes_out:
             wav = decode_codes(codec, x, result.length) if result.is_codes else x
-            save_audio(path, wav, self.sep.sample_rate, overwrite=self.overwrite)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ClippingWarning)
+                save_audio(path, wav, self.sep.sample_rate, overwrite=self.overwrite,
+                           subtype=self.subtype)
+            for w in caught:  # one line, with the option that keeps the samples
+                message = str(w.message).split("; write subtype")[0]
+                tqdm.write(f"codecsep: warning: {message}; --float keeps them", file=sys.stderr)
             return
         self._hash = self._hash or codec.weights_hash()
         if result.is_codes:  # RVQ: the first n codebooks are the n-codebook encoding
@@ -315,7 +327,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.codes_in or args.query_audio or args.no_presence_check):
         installed_presence_check()  # loaded once now, so the first file's speed is not its load
     check_writable(jobs)  # last: a request refused above leaves no folder behind
-    writer = Writer(sep, args.codes_out, args.n_quantizers, args.overwrite)
+    writer = Writer(sep, args.codes_out, args.n_quantizers, args.overwrite,
+                    "FLOAT" if args.float else None)
     for job in tqdm(jobs, desc="separating", unit="file", disable=len(jobs) < 2):
         tqdm.write(run_job(sep, job, prompts, cond, args, writer))
     return 0
@@ -364,7 +377,11 @@ def register(sub) -> None:
     p.add_argument("--codes-out", action="store_true", help="write .codes files, not audio")
     p.add_argument("--n-quantizers", type=int, metavar="N",
                    help="codebooks in --codes-out (default all)")
-    p.add_argument("--format", choices=("wav", "flac"), help="audio output format (default wav)")
+    p.add_argument("--format", choices=("wav", "flac"),
+                   help="audio output format (default wav; both 16-bit PCM)")
+    p.add_argument("--float", action="store_true",
+                   help="write 32-bit float WAV: keeps samples beyond [-1, 1], which 16-bit PCM "
+                        "clips (with a warning)")
     p.add_argument("--channels", choices=("separate", "mono"), default="separate",
                    help="separate each channel (default) or downmix to mono first")
     p.add_argument("--no-presence-check", action="store_true",
