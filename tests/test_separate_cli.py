@@ -96,6 +96,21 @@ def test_directory_input_mirrors_names_sorted(model, tmp_path, capsys):
     assert out.index("a.flac") < out.index("b.wav")
 
 
+def test_folders_skip_hidden_files_and_say_which_subfolders_they_skip(model, tmp_path, capsys):
+    write_wav(tmp_path / "in" / "a.wav")
+    (tmp_path / "in" / "._a.wav").write_bytes(b"macOS resource fork, not audio")
+    write_wav(tmp_path / "in" / "sub" / "b.wav")
+    code, _, err = run([tmp_path / "in", "-p", "dog", "-o", tmp_path / "out", "--model", model],
+                       capsys)
+    assert code == 0 and "1 file(s) (1 subfolder(s) not searched)" in err
+    assert [p.name for p in files_under(tmp_path / "out")] == ["dog.wav"]
+    (tmp_path / "only").mkdir()
+    write_wav(tmp_path / "only" / "deeper" / "c.wav")
+    code, _, err = run([tmp_path / "only", "-p", "dog", "-o", tmp_path / "o3", "--model", model],
+                       capsys)
+    assert code == 2 and "no audio files in this directory (1 subfolder(s) not searched)" in err
+
+
 def test_multichannel_is_separated_per_channel_or_downmixed(model, tmp_path, capsys):
     wav = write_wav(tmp_path / "st.wav", channels=2)
     assert run([wav, "-p", "violin", "-o", tmp_path / "o1", "--model", model], capsys)[0] == 0
@@ -197,6 +212,8 @@ def bad_cases(tmp_path: Path, model: str):
         ([good, nan, "-p", "dog", "-o", out, *m], "NaN or infinite"),
         ([good, "-p", "dog", "-o", tmp_path / "exists", *m], "already exists"),
         ([good, tmp_path / "taken" / "good.wav", "-p", "dog", "-o", out, *m], "same folder"),
+        ([good, good, "-p", "dog", "-o", out, *m], "given twice"),
+        ([good, "-p", "dog", "-o", tmp_path / "out.wav", *m], "-o names the output folder"),
         ([good, "-p", "dog", "-p", "Dog!", "-o", out, *m], "same file"),
         ([good, "-p", "dog", "--codes-in", "-o", out, *m], "not a CodecSep codes file"),
         ([good, "-p", "dog", "--codes-out", "--n-quantizers", "9", "-o", out, *m],

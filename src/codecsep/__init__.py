@@ -1,7 +1,5 @@
 """CodecSep: text-prompted sound separation on neural-codec latents and code streams."""
 
-from importlib import import_module
-
 __version__ = "0.1.0"
 
 # Public API, imported lazily so `import codecsep` stays cheap (no torch model loading at import).
@@ -19,8 +17,15 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
+        from importlib import import_module
+
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'codecsep' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API (tab completion finds `separate` before it is imported)."""
+    return sorted({*globals(), *_LAZY} - {"_LAZY"})
 
 
 __all__ = ["__version__", *_LAZY]

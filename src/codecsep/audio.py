@@ -133,14 +133,16 @@ def _one_line(error: BaseException) -> str:
 
 
 def list_audio_files(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Audio files (known extensions, any case) in `directory`, sorted by path."""
+    """Audio files (known extensions, any case) in `directory`, sorted by path; hidden files
+    (a name starting with ".", such as macOS's "._song.wav") are skipped."""
     directory = Path(directory)
     if not directory.is_dir():
         problem = "not a directory" if directory.exists() else "no such directory"
         raise AudioError(f"{directory}: {problem}")
     candidates = directory.rglob("*") if recursive else directory.iterdir()
     return sorted(
-        p for p in candidates if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+        p for p in candidates
+        if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".") and p.is_file()
     )
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..audio import ClippingWarning, check_audio_file, list_audio_files, save_audio
+from ..audio import (AUDIO_EXTENSIONS, ClippingWarning, check_audio_file, list_audio_files,
+                     save_audio)
 from ..codecs.base import MAGIC, CodesFile, check_codebooks, decode_codes, encode_to_codes
 from ..errors import AudioError, CodecSepError, CodesFileError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
@@ -126,9 +127,13 @@ def expand_inputs(paths: list[str], codes_in: bool) -> list[Path]:
         if p.is_dir():
             found = (sorted(f for f in p.iterdir() if f.suffix == CODES_EXT and f.is_file())
                      if codes_in else list_audio_files(p))
+            subfolders = sum(1 for f in p.iterdir() if f.is_dir() and not f.name.startswith("."))
+            unsearched = f" ({subfolders} subfolder(s) not searched)" if subfolders else ""
             if not found:
                 kind = "codes (.codes)" if codes_in else "audio"
-                raise AudioError(f"{p}: no {kind} files in this directory")
+                raise AudioError(f"{p}: no {kind} files in this directory{unsearched}")
+            if unsearched:
+                print(f"codecsep: {p}: {len(found)} file(s){unsearched}", file=sys.stderr)
             files.extend(found)
         elif not p.exists():
             raise AudioError(f"{p}: no such file")
@@ -140,12 +145,17 @@ def expand_inputs(paths: list[str], codes_in: bool) -> list[Path]:
 def plan(files: list[Path], out: Path, names, ext: str) -> list[Job]:
     if out.exists() and not out.is_dir():
         raise CodecSepError(f"{out}: exists and is not a directory")
+    if not out.exists() and out.suffix.lower() in (*AUDIO_EXTENSIONS, CODES_EXT):
+        raise CodecSepError(f"-o names the output folder, got the file name {out}: outputs go to "
+                            f"OUT/<input>/<prompt>{ext}")
     stems: dict[str, Path] = {}
     jobs = []
     for f in files:
+        if f.stem in stems and f.resolve() == stems[f.stem].resolve():
+            raise CodecSepError(f"{f}: given twice")
         if f.stem in stems:
             raise CodecSepError(f"{stems[f.stem]} and {f} would write to the same folder "
-                                f"{out / f.stem}: rename one or separate them apart")
+                                f"{out / f.stem}: rename one or run them separately")
         stems[f.stem] = f
         jobs.append(Job(f, tuple(Output(i, w, out / f.stem / f"{n}{ext}") for i, w, n in names)))
     return jobs
