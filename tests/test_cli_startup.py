@@ -51,7 +51,7 @@ def train_parsers() -> dict[str, argparse.ArgumentParser]:
 def eager(name: str) -> argparse.ArgumentParser:
     """The recipe parser as it was built before: every flag added up front."""
     recipe = RECIPES[name]
-    p = argparse.ArgumentParser(prog=f"codecsep train {name}")
+    p = argparse.ArgumentParser(prog=f"codecsep train {name}", description=recipe.help.capitalize())
     p.add_argument("--manifest", required=True, help="corpus manifest.jsonl")
     p.add_argument("--out", required=True, help="run directory (resumed if it exists)")
     p.add_argument("--export", default=None, help="where to write the shippable checkpoint")

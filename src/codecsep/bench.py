@@ -475,8 +475,10 @@ def register(subparsers) -> None:
                    help="audio length for timing (default %(default)s)")
     p.add_argument("--repeats", type=positive_int, default=5,
                    help="timed runs after a warm-up (default %(default)s)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--cost-seconds", type=float, default=1.0, help="audio length for MAC counts")
+    p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2],
+                   help="torch thread counts to time each row on (default 1 2)")
+    p.add_argument("--cost-seconds", type=positive_float, default=1.0,
+                   help="audio length for MAC counts (default %(default)s)")
     p.add_argument("--memory-seconds", type=float, nargs="*", default=[10.0, 600.0],
                    help="input lengths for the peak-memory probes (none to skip)")
     p.add_argument("--tiny", action="store_true", help="tiny random models (pipeline check)")

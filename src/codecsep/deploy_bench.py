@@ -304,7 +304,8 @@ def register_deploy(sub) -> None:
     """Add `deploy` to `sub` (the `codecsep bench` subcommands)."""
     from .evaluate import PROTOCOL_TARGETS
 
-    p = sub.add_parser("deploy", help="ONNX parity and speed, streaming latency and quality")
+    p = sub.add_parser("deploy", help="ONNX parity and speed, streaming latency and quality",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="separator checkpoint dir (default: shipped)")
     p.add_argument("--eval-dir", default="data/eval", help="evaluation sets (default %(default)s)")
     p.add_argument("--manifest", default="data/corpus/manifest.jsonl",

@@ -905,7 +905,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output folder (default results/eval/<model>/<protocol>-...)")
     p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=False,
                    help="also compute ViSQOL (speech mode) on the first --visqol-items items")
-    p.add_argument("--visqol-items", type=int, default=30)
+    p.add_argument("--visqol-items", type=positive_int, default=30,
+                   help="score ViSQOL on the first N items only (default %(default)s; it is slow)")
     p.add_argument("--semantic", action=argparse.BooleanOptionalAction, default=False,
                    help="also score every estimate with the aligned audio encoder against its "
                         "prompt (cosine; in removal, the residual against the removed prompt)")

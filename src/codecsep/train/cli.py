@@ -163,11 +163,12 @@ class RecipeParser(argparse.ArgumentParser):
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model (codec, separator, audio-encoder, hierarchical, "
-                                             "resunet, codecformer, codesep)")
+                                             "resunet, codecformer, codesep)", description=__doc__)
     rsub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True,
                             parser_class=RecipeParser)
     for name, recipe in RECIPES.items():
-        r = rsub.add_parser(name, help=recipe.help, recipe=recipe)
+        r = rsub.add_parser(name, help=recipe.help, description=recipe.help.capitalize(),
+                            recipe=recipe)
         r.add_argument("--manifest", required=True, help="corpus manifest.jsonl")
         r.add_argument("--out", required=True, help="run directory (resumed if it exists)")
         r.add_argument("--export", default=None, help="where to write the shippable checkpoint")
