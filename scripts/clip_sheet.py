@@ -46,7 +46,8 @@ def main() -> None:
     ap.add_argument("--columns", type=int, default=8)
     ap.add_argument("-o", "--out", type=Path, required=True)
     a = ap.parse_args()
-    clips = [c for c in read_manifest(a.manifest, split=a.split) if not a.label or c.label in a.label]
+    clips = [c for c in read_manifest(a.manifest, split=a.split)
+             if not a.label or c.label in a.label]
     print(f"{len(clips)} clips -> {sheet(clips, a.out, a.columns)}")
 
 

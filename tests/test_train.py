@@ -397,13 +397,14 @@ def test_a_resumed_log_keeps_its_columns_aligned(tmp_path):
 
     from codecsep.train.loop import Trainer
 
-    run = SimpleNamespace(rank=0, out=tmp_path)
-    Trainer._log(run, {"step": 1, "loss": 0.5, "sisdr": 3.0})
+    first = SimpleNamespace(rank=0, out=tmp_path, _log_columns=None)
+    Trainer._log(first, {"step": 1, "loss": 0.5, "sisdr": 3.0})
+    resumed = SimpleNamespace(rank=0, out=tmp_path, _log_columns=None)  # a new Trainer
     with pytest.warns(UserWarning, match="no column for \\['teacher'\\]"):
-        Trainer._log(run, {"step": 2, "loss": 0.4, "teacher": 9.0, "sisdr": 4.0})
+        Trainer._log(resumed, {"step": 2, "loss": 0.4, "teacher": 9.0, "sisdr": 4.0})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once only
-        Trainer._log(run, {"step": 3, "teacher": 8.0, "loss": 0.3})
+        Trainer._log(resumed, {"step": 3, "teacher": 8.0, "loss": 0.3})
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [r["sisdr"] for r in rows] == ["3.0", "4.0", ""]
     assert [r["loss"] for r in rows] == ["0.5", "0.4", "0.3"]

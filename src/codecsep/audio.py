@@ -44,7 +44,12 @@ SOXR_QUALITY = "HQ"
 
 
 class ClippingWarning(UserWarning):
-    """Samples beyond [-1, 1] were clipped when writing a fixed-point or lossy file."""
+    """Samples beyond [-1, 1] were clipped when writing a fixed-point or lossy file. `summary`
+    says what was clipped (the message adds how the API keeps the samples)."""
+
+    def __init__(self, path: Path, count: int, peak: float):
+        self.summary = f"{path}: clipped {count} samples to [-1, 1] (peak {peak:.3f})"
+        super().__init__(f"{self.summary}; write subtype='FLOAT' to keep them")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,10 +75,7 @@ def load_audio(
     except (sf.SoundFileError, RuntimeError, ValueError) as e:
         raise AudioError(f"{path}: cannot read audio ({_one_line(e)})") from e
     _check_rate(file_rate, path, allowed_rates)
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: empty audio file (0 samples)")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
+    _check_samples(data, data.shape[0], path)
     wav = torch.from_numpy(np.ascontiguousarray(data.T))
     if mono:
         wav = to_mono(wav)
@@ -99,15 +101,21 @@ def check_audio_file(path: str | Path, block: int = 1 << 16) -> None:
     try:
         info = sf.info(str(path))
         _check_rate(info.samplerate, path, None)
-        if info.frames == 0:
-            raise AudioError(f"{path}: empty audio file (0 samples)")
+        _check_samples(None, info.frames, path)
         for chunk in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-            if not np.isfinite(chunk).all():
-                raise AudioError(f"{path}: contains NaN or infinite samples")
+            _check_samples(chunk, info.frames, path)
     except AudioError:
         raise
     except (sf.SoundFileError, RuntimeError, ValueError, OSError) as e:
         raise AudioError(f"{path}: cannot read audio ({_one_line(e)})") from e
+
+
+def _check_samples(data: np.ndarray | None, frames: int, path: Path) -> None:
+    """What `load_audio` refuses in a file's samples: none at all, or NaN / infinite ones."""
+    if frames == 0:
+        raise AudioError(f"{path}: empty audio file (0 samples)")
+    if data is not None and not np.isfinite(data).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
 
 
 def _check_rate(
@@ -234,12 +242,8 @@ def _clip(data: np.ndarray, path: Path) -> np.ndarray:
     over = np.abs(data) > 1.0
     if not over.any():
         return data
-    warnings.warn(
-        f"{path}: clipped {int(over.sum())} samples to [-1, 1] "
-        f"(peak {float(np.abs(data).max()):.3f}); write subtype='FLOAT' to keep them",
-        ClippingWarning,
-        stacklevel=3,
-    )
+    warnings.warn(ClippingWarning(path, int(over.sum()), float(np.abs(data).max())),
+                  stacklevel=3)
     return np.clip(data, -1.0, 1.0)
 
 

@@ -465,7 +465,8 @@ def bench_markdown(result: dict) -> str:
 # =============================================================================== CLI
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="parameters, MACs, speed and memory of each model",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(ROWS), choices=list(ROWS), metavar="MODEL",
                    help=f"rows to measure (default all: {', '.join(ROWS)})")
     p.add_argument("--out", default="results/bench", help="output folder (default %(default)s)")

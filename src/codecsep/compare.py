@@ -133,7 +133,8 @@ def paired_difference(a, b, metric: str = "si_sdri", by: str | None = None) -> d
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("compare", help="paired difference of two `codecsep eval` results",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", type=Path, nargs="+", metavar="A B",
                    help="result folder of model A, then of model B on the same evaluation set; "
                         "more pairs (other draws) pool their items")

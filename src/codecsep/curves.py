@@ -122,7 +122,8 @@ def curves_markdown(table: dict, png: str = "results/training/curves.png") -> li
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("curves", help="plot several training runs together into results/",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", action="append", required=True, metavar="NAME=RUN_DIR",
                    help="a run directory holding log.csv (repeat)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help="log.csv column (default %(default)s)")

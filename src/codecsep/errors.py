@@ -40,7 +40,6 @@ def require_installed(module: str, extra: str = "text") -> None:
         raise _missing(module, extra)
 
 
-
 def _positive(kind: type, what: str):
     def parse(text: str):
         import argparse

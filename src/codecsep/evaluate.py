@@ -878,7 +878,8 @@ def plot_examples(model, eval_set, items: list[EvalItem], task: str, path: Path,
 # =============================================================================== CLI
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="score a separator on a fixed evaluation set",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help=models_help())
     p.add_argument("--protocol", required=True, choices=tuple(PROTOCOL_TARGETS))
     p.add_argument("--eval-dir", default="data/eval", help="evaluation sets (default %(default)s)")

@@ -259,7 +259,8 @@ def build_report(readme, eval_root="results/eval", bench_file=SECTIONS["bench"][
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="regenerate the README results from eval/bench files",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--readme", default="README.md", help="README to update (default %(default)s)")
     p.add_argument("--eval-root", default="results/eval", help="where `codecsep eval` wrote")
     for name, (default, command, _) in SECTIONS.items():

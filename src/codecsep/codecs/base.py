@@ -83,6 +83,15 @@ HEADER_KEYS = ("format_version", "shape", "payload_sha256", "codec_id", "weights
                "sample_rate", "length", "n_quantizers")
 
 
+def is_codes_file(path) -> bool:
+    """Whether `path` starts with the codes-file magic bytes (False if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
 def pack_codes(values: np.ndarray, bits: int) -> bytes:
     """Non-negative integers < 2**bits -> `bits` bits each, MSB first, packed into bytes."""
     shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)

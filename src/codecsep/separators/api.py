@@ -96,7 +96,8 @@ def read_input(path, sep: TextQueriedSeparator, mono: bool = False) -> tuple[tor
 
 
 def _as_waveform(audio, sep: TextQueriedSeparator, sample_rate: int | None) -> torch.Tensor:
-    """(T,) or (C, T) array at `sample_rate` -> (C, T) float32 at the separator's rate."""
+    """An array at `sample_rate` (as `as_channels` takes it) -> (C, T) float32 at the separator's
+    rate."""
     return resample(as_channels(audio), int(sample_rate or sep.sample_rate), sep.sample_rate)
 
 
@@ -197,8 +198,9 @@ def separate(path_or_array, prompts=None, model=None, sample_rate: int | None = 
              query_anchor_weight: float | None = None, presence_check: bool = True) -> dict:
     """Separate an audio file or array by text prompts (or audio examples), in one batched pass.
 
-    path_or_array: a file path, or a (T,) / (C, T) float array or tensor at `sample_rate`
-        (default: the separator's rate); (T, C), as `soundfile.read` returns, is read as such. `sample_rate` is only for arrays: a file says its own.
+    path_or_array: a file path, or a (T,), (C, T) or (T, C) float array or tensor at
+        `sample_rate` (default: the separator's rate; `as_channels` reads the layout).
+        `sample_rate` is only for arrays: a file says its own.
     prompts: one string or a list; one output row per prompt.
     model: a separator (CodecSep, hierarchical, ResUNet), a checkpoint directory of one, or None
         for the shipped default.

@@ -26,9 +26,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..audio import (AUDIO_EXTENSIONS, ClippingWarning, check_audio_file, list_audio_files,
-                     save_audio)
-from ..codecs.base import MAGIC, CodesFile, check_codebooks, decode_codes, encode_to_codes
+from ..audio import (
+    AUDIO_EXTENSIONS,
+    ClippingWarning,
+    check_audio_file,
+    list_audio_files,
+    save_audio,
+)
+from ..codecs.base import CodesFile, check_codebooks, decode_codes, encode_to_codes, is_codes_file
 from ..errors import AudioError, CodecSepError, CodesFileError
 from ..text.anchors import AUDIO_QUERY_WEIGHT
 from .api import (
@@ -195,12 +200,7 @@ def probe_audio(path: Path) -> None:
     try:
         check_audio_file(path)
     except AudioError:
-        try:
-            with open(path, "rb") as f:
-                is_codes = f.read(len(MAGIC)) == MAGIC
-        except OSError:
-            is_codes = False
-        if is_codes:
+        if is_codes_file(path):
             raise AudioError(f"{path}: a CodecSep codes file, not audio: pass --codes-in") from None
         raise
 
@@ -223,12 +223,10 @@ def check_code_streams(args, sep) -> None:
 
 
 def probe_codes(path: Path, sep, n_quantizers: int | None) -> None:
-    try:
-        codes = CodesFile.load(path)
-    except CodesFileError as e:
-        if "bad magic" in str(e):  # most likely audio given with --codes-in
-            raise CodesFileError(f"{e}; to separate audio, drop --codes-in") from None
-        raise
+    if path.is_file() and not is_codes_file(path):  # most likely audio given with --codes-in
+        raise CodesFileError(f"{path}: not a CodecSep codes file; to separate audio, drop "
+                             "--codes-in")
+    codes = CodesFile.load(path)
     codes.check_codec(sep.codec)
     if n_quantizers is not None and n_quantizers > codes.n_quantizers:
         raise CodecSepError(f"{path}: has {codes.n_quantizers} codebooks, fewer than "
@@ -283,8 +281,8 @@ class Writer:
                 save_audio(path, wav, self.sep.sample_rate, overwrite=self.overwrite,
                            subtype=self.subtype)
             for w in caught:  # one line, with the option that keeps the samples
-                message = str(w.message).split("; write subtype")[0]
-                tqdm.write(f"codecsep: warning: {message}; --float keeps them", file=sys.stderr)
+                tqdm.write(f"codecsep: warning: {w.message.summary}; --float keeps them",
+                           file=sys.stderr)
             return
         self._hash = self._hash or codec.weights_hash()
         if result.is_codes:  # RVQ: the first n codebooks are the n-codebook encoding

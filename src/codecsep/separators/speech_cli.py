@@ -80,7 +80,7 @@ def check_speech_inputs(inputs: list[Path], out_dir: Path, overwrite: bool) -> N
         check_audio_file(path)
         if path.stem in stems:
             raise CodecSepError(f"{stems[path.stem]} and {path} would write the same files in "
-                                f"{out_dir}: rename one or separate them apart")
+                                f"{out_dir}: rename one or run them separately")
         stems[path.stem] = path
         speaker_paths(out_dir, path.stem, 2, overwrite)
 

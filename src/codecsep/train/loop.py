@@ -93,6 +93,7 @@ class Trainer:
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
         self.step = 0
+        self._log_columns: list[str] | None = None  # log.csv's header, read once (see _log)
         self.history: list[dict] = []  # every command that trained this run, with its start step
         self._resume()
         self.history.append({"start_step": self.step, "command": " ".join(sys.argv)})
@@ -129,14 +130,14 @@ class Trainer:
             return
         path = self.out / "log.csv"
         new = not path.exists() or path.stat().st_size == 0
-        header = list(row) if new else csv_header(path)
-        dropped = [k for k in row if k not in header]
-        if dropped and not getattr(self, "_warned_columns", False):  # a resumed run that logs
-            self._warned_columns = True                                 # other terms than before
-            warnings.warn(f"{path}: its header has no column for {dropped}; those are not logged "
-                          "(start a new --out to log them)", stacklevel=2)
+        if self._log_columns is None:  # a resumed run writes under the header that is there
+            self._log_columns = list(row) if new else csv_header(path)
+            dropped = [k for k in row if k not in self._log_columns]
+            if dropped:  # it logs other terms than the run it resumes
+                warnings.warn(f"{path}: its header has no column for {dropped}; those are not "
+                              "logged (start a new --out to log them)", stacklevel=2)
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=header, extrasaction="ignore", restval="")
+            w = csv.DictWriter(f, fieldnames=self._log_columns, extrasaction="ignore", restval="")
             if new:
                 w.writeheader()
             w.writerow(row)
