@@ -135,3 +135,62 @@ def test_speakers_go_through_the_post_filter_and_it_is_part_of_their_fingerprint
     assert speakers.shape == (2, 1, 6000) and torch.allclose(speakers.sum(0), wav, atol=1e-5)
     assert si_sdr(speakers[0], off.separate_speakers(wav)[0]).min() < 40  # the setting acts
     assert fingerprint(on) == fingerprint(off) + "+postfilter:1024^1"
+
+
+# ------------------------------------------------------------------ the learned refinement
+def refined_ensemble(root: Path, width: int = 8, trained: bool = True) -> Separator:
+    """A tiny three-masker ensemble (median) whose post-filter has a `PostNet`; `trained`: every
+    weight moved off its init (the refinement's zero output layer too)."""
+    from codecsep.codecs import load_codec
+    from codecsep.text.base import get_text_encoder
+    from helpers import save_tiny_codec
+
+    from codecsep.separators.separator import SeparatorConfig
+
+    codec_dir = root / "codec"
+    if not codec_dir.exists():
+        save_tiny_codec(codec_dir)
+    cfg = SeparatorConfig(codec=str(codec_dir), text_encoder="hash", masker=TINY_MASKER,
+                          ensemble=(TINY_MASKER, TINY_MASKER), combine="median",
+                          postfilter=PostFilter(1024, 1.25, net=width))
+    torch.manual_seed(0)
+    sep = Separator(cfg, codec=load_codec(str(codec_dir)), text_encoder=get_text_encoder("hash"))
+    for name, p in sep.masker.named_parameters():  # the members first: the same either way
+        if trained or not name.startswith("postnet."):
+            p.data += (0.5 if name.startswith("postnet.") else 0.05) * torch.randn_like(p)
+    return sep.eval()
+
+
+def test_an_untrained_refinement_is_the_analytic_filter_and_a_trained_one_still_re_splits(tmp_path):
+    wav = torch.randn(2, 9000, generator=torch.Generator().manual_seed(0)) * 0.1
+    fresh = refined_ensemble(tmp_path, trained=False)
+    analytic = refined_ensemble(tmp_path, trained=False)
+    analytic.postfilter = "1024,1.25"  # an override: the analytic ratio only
+    assert fresh.refiner is not None and analytic.refiner is None
+    a, b = fresh.separate(wav, ["dog", "cat"]), analytic.separate(wav, ["dog", "cat"])
+    assert si_sdr(a["target"], b["target"]).min() > 50  # equal up to the logs' epsilon
+    trained = refined_ensemble(tmp_path).separate(wav, ["dog", "cat"])
+    assert trained["target"].shape == (2, 2, 9000)
+    assert torch.allclose(trained["target"] + trained["residual"], wav.expand(2, 2, 9000), atol=1e-5)
+    assert si_sdr(trained["target"], a["target"]).min() < 40  # the network acts
+
+
+def test_the_refinement_runs_only_where_it_was_trained_and_travels_with_the_checkpoint(tmp_path):
+    sep = refined_ensemble(tmp_path)
+    assert sep.inference_tag().endswith("postfilter:1024^1.25+net8")
+    path = sep.save(tmp_path / "refined")
+    again = Separator.load(path)
+    assert torch.equal(again.masker.postnet.net[-1].weight, sep.masker.postnet.net[-1].weight.half().float())
+    wav = torch.randn(1, 7000, generator=torch.Generator().manual_seed(1)) * 0.1
+    assert si_sdr(again.separate(wav, ["dog"])["target"], sep.separate(wav, ["dog"])["target"]).min() > 30
+    again.members = "1,2"  # other members than it was trained on: the analytic ratio serves
+    assert again.refiner is None and again.inference_tag().endswith("postfilter:1024^1.25")
+    out = again.separate(wav, ["dog"])
+    assert torch.allclose(out["target"] + out["residual"], wav, atol=1e-5)
+    # its cost is counted: the members' decodes and STFTs, the network and its neighbourhoods
+    extra = sep.postfilter_macs(SR) - postfilter_macs(PostFilter(1024, 1.25), SR)
+    assert extra > postfilter_macs(PostFilter(1024, 1.25), SR)
+    assert again.postfilter_macs(SR) == postfilter_macs(PostFilter(1024, 1.25), SR)
+    with pytest.raises(CodecSepError, match="net"):
+        PostFilter(0, 1.0, net=8)
+    assert PostFilter.parse({"n_fft": 1024, "power": 1.25, "net": 8}).analytic == PostFilter(1024, 1.25)

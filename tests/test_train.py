@@ -154,7 +154,7 @@ def test_train_cli_flags_map_onto_the_recipe_dataclasses():
     args = parser.parse_args(["train", "resunet", "--manifest", "m", "--out", "o",
                               "--model.widths", "4,8,16"])
     assert getattr(args, "model.widths") == (4, 8, 16)
-    for recipe in ("codec", "resunet", "codecformer", "codesep"):
+    for recipe in ("codec", "postnet", "resunet", "codecformer", "codesep"):
         parser.parse_args(["train", recipe, "--manifest", "m", "--out", "o"])
     # types come from the type hints, not from the defaults (None, an empty tuple)
     args = parser.parse_args(["train", "codecformer", "--manifest", "m", "--out", "o",
@@ -408,3 +408,44 @@ def test_a_resumed_log_keeps_its_columns_aligned(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [r["sisdr"] for r in rows] == ["3.0", "4.0", ""]
     assert [r["loss"] for r in rows] == ["0.5", "0.4", "0.3"]
+
+
+def test_train_postnet_keeps_the_maskers_and_logs_its_gain_over_the_analytic_filter(tmp_path):
+    from dataclasses import replace
+
+    from codecsep.errors import CodecSepError
+    from codecsep.separators.postfilter import PostFilter
+    from codecsep.train.postnet import PostNetRecipe, train_postnet
+    from test_postfilter import refined_ensemble
+
+    manifest = synthetic_manifest(tmp_path)
+    sep = refined_ensemble(tmp_path)
+    plain = Separator(replace(sep.config, postfilter=PostFilter(1024, 1.25)), codec=sep.codec,
+                      text_encoder=sep.text_encoder)
+    state = {k: v for k, v in sep.masker.state_dict().items() if not k.startswith("postnet.")}
+    plain.masker.load_state_dict(state)
+    source = plain.save(tmp_path / "plain", meta={"step": 7, "trained_by": "codecsep train separator"})
+    recipe = SeparatorRecipe(batch_size=2, seconds=0.5)
+    out = train_postnet(str(manifest), str(tmp_path / "run"), post=PostNetRecipe(str(source), 8),
+                        recipe=recipe, loop=LoopConfig(steps=3, log_every=1, ckpt_every=3, lr=1e-2))
+    header = (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
+    assert "gain_db" in header and "target_sisdr" in header
+    refined = Separator.load(out)
+    assert refined.config.postfilter == PostFilter(1024, 1.25, net=8) and refined.refiner is not None
+    before = Separator.load(source).masker.state_dict()
+    after = refined.masker.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the maskers are frozen
+    assert after["postnet.net.4.weight"].abs().sum() > 0  # the zero output layer has learned
+    assert refined.meta["refined_from"]["path"] == str(source) and refined.meta["step"] == 3
+    # a refinement of that width is continued; masker-only settings and no post-filter are refused
+    train_postnet(str(manifest), str(tmp_path / "run2"), post=PostNetRecipe(str(out), 8),
+                  recipe=recipe, loop=LoopConfig(steps=1, log_every=1, ckpt_every=1))
+    with pytest.raises(CodecSepError, match="--teacher"):
+        train_postnet(str(manifest), str(tmp_path / "x"), post=PostNetRecipe(str(source), 8),
+                      recipe=replace(recipe, teacher=str(source)))
+    off = Separator(replace(plain.config, postfilter=PostFilter()), codec=sep.codec,
+                    text_encoder=sep.text_encoder)
+    off.masker.load_state_dict(state)
+    with pytest.raises(CodecSepError, match="no post-filter"):
+        train_postnet(str(manifest), str(tmp_path / "y"),
+                      post=PostNetRecipe(str(off.save(tmp_path / "off")), 8), recipe=recipe)

@@ -39,7 +39,6 @@ from tqdm import tqdm
 from . import __version__
 from .errors import CodecSepError, positive_float, positive_int
 from .flops import count_macs, count_parameters
-from .separators.postfilter import postfilter_macs
 from .timing import real_time_factor
 
 PEERS = ("resunet-compact", "resunet30", "codecsep-paper")  # speed-ups are quoted against these
@@ -105,7 +104,7 @@ def separator_bench(sep) -> Bench:
         z = codec.encode(chunk)
         return {"encode": count_macs(codec.encode, chunk), "masker": count_macs(sep.mask, z, cond),
                 "decode": count_macs(codec.decode, z, chunk.shape[-1]),
-                "postfilter": postfilter_macs(sep.postfilter, chunk.shape[-1])}  # FFTs: counted by formula
+                "postfilter": sep.postfilter_macs(chunk.shape[-1])}  # FFTs: counted by formula
 
     def costs(seconds: float) -> dict:
         wav = _probe_input(sep.sample_rate, seconds)
@@ -131,7 +130,7 @@ def separator_bench(sep) -> Bench:
                  run_codes=lambda codes: sep.separate_codes(codes, ["x"], cond=cond),
                  notes=f"waveform MACs count one decode (the residual costs another), "
                        f"{len(sep.shift_offsets)} shifted pass(es) and the post-filter's FFTs "
-                       f"({sep.postfilter.tag or 'off'}); the presence check `separate` runs on text "
+                       f"({sep.postfilter_in_use.tag or 'off'}); the presence check `separate` runs on text "
                        f"prompts is a part of its own, not in the total (off: --no-presence-check)")
 
 

@@ -145,7 +145,7 @@ def _write_graphs(separator, tmp: Path, cond: torch.Tensor | None, embedding_inp
 
 
 def _manifest(separator, files: dict, prompts: list[str], source) -> dict:
-    codec, cfg = separator.codec, separator.config
+    codec, cfg, pf = separator.codec, separator.config, separator.postfilter_in_use
     return {
         "format_version": FORMAT_VERSION, "opset": OPSET, "files": files,
         "codec_id": codec.codec_id, "latent_space": codec.latent_space_id(),
@@ -157,7 +157,9 @@ def _manifest(separator, files: dict, prompts: list[str], source) -> dict:
         "shifts": len(separator.shift_offsets), "anchors": asdict(separator.anchors),
         "members": list(separator.members),  # the maskers in masker*.onnx (for both paths)
         "combine": cfg.combine,  # how their masks became one (inside the graph)
-        "postfilter": asdict(separator.postfilter),  # run outside the graphs, on the waveforms
+        # run outside the graphs, on the waveforms: the analytic ratio (a learned refinement,
+        # `postfilter.PostNet`, is not exported; `separator.refiner` says if one ran)
+        "postfilter": {"n_fft": pf.n_fft, "power": pf.power},
         "source": {"model": str(source) if source else None,
                    "sha256": getattr(separator, "meta", {}).get("sha256")},
     }

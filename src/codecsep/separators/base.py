@@ -142,7 +142,11 @@ class TextQueriedSeparator(Checkpointed, nn.Module):
     def embed(self, prompts) -> torch.Tensor:
         """(P, E) text embeddings of the prompts, anchored to the training captions if the
         checkpoint says so (`text.anchors`)."""
-        emb = self.text_encoder.embed(check_prompts(prompts)).float()
+        return self.anchor(self.text_encoder.embed(check_prompts(prompts)).float())
+
+    def anchor(self, emb: torch.Tensor) -> torch.Tensor:
+        """Text-space embeddings (P, E) anchored as `embed` anchors them (unchanged if the
+        checkpoint has no anchors)."""
         return apply_anchors(emb, self.anchors, self.text_encoder.embed, self._anchor_cache)
 
     def nearest_sounds(self, prompts=None,

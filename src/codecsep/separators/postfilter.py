@@ -12,6 +12,17 @@ holds, the bins where both estimates are silent go to the residual, and a silent
 silent. Power a = 2 is the Wiener ratio of powers; measured on our VALID draws
 (`results/experiments/README.md`, session 19), a = 1 to 1.25 gains and a = 2 loses.
 No weights, no training; four FFT passes per prompt (`postfilter_macs`).
+
+The learned refinement (`PostFilter.net` > 0, `PostNet`): for an ensemble of maskers, a small
+pointwise network adds a per-bin correction d to the ratio's logit,
+
+    t' = iSTFT(sigmoid(a (log|T| - log|R|) + d) X),
+
+from features of each bin and its neighbourhoods: the log-ratio, the mixture's level, and how far
+each member's own estimate (its mask alone, decoded) puts the bin from the combined one; where
+the members disagree is where the combined mask is least sure. It sees no prompt, and its last
+layer starts at zero, so untrained it is the analytic ratio. Trained on the frozen separator
+(`codecsep train postnet`).
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..errors import CodecSepError
 
@@ -28,6 +41,7 @@ from ..errors import CodecSepError
 class PostFilter:
     n_fft: int = 0  # 0: off
     power: float = 1.0
+    net: int = 0  # width of the learned refinement of the ratio (`PostNet`); 0: none
 
     def __post_init__(self):
         if self.n_fft and (self.n_fft < 16 or self.n_fft % 4):
@@ -35,6 +49,9 @@ class PostFilter:
                                 f"got {self.n_fft}")
         if not self.power > 0:
             raise CodecSepError(f"postfilter power must be > 0, got {self.power}")
+        if self.net < 0 or (self.net and not self.n_fft):
+            raise CodecSepError(f"postfilter net must be 0 or a width >= 1 with n_fft set, got "
+                                f"{self.net} (n_fft {self.n_fft})")
 
     @property
     def enabled(self) -> bool:
@@ -42,8 +59,15 @@ class PostFilter:
 
     @property
     def tag(self) -> str:
-        """"postfilter:2048^1.25" for inference tags; "" when off."""
-        return f"postfilter:{self.n_fft}^{self.power:g}" if self.enabled else ""
+        """"postfilter:2048^1.25" (with "+net32" when learned) for inference tags; "" when off."""
+        if not self.enabled:
+            return ""
+        return f"postfilter:{self.n_fft}^{self.power:g}" + (f"+net{self.net}" if self.net else "")
+
+    @property
+    def analytic(self) -> PostFilter:
+        """The same filter without its learned refinement."""
+        return PostFilter(self.n_fft, self.power)
 
     @classmethod
     def parse(cls, text) -> PostFilter:
@@ -51,7 +75,8 @@ class PostFilter:
         if isinstance(text, PostFilter):
             return text
         if isinstance(text, dict):
-            return cls(int(text.get("n_fft", 0)), float(text.get("power", 1.0)))
+            return cls(int(text.get("n_fft", 0)), float(text.get("power", 1.0)),
+                       int(text.get("net", 0)))
         parts = str(text).split(",")
         try:
             if len(parts) > 2:
@@ -69,17 +94,21 @@ def _stft(x: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
 
 
 def apply_postfilter(mixture: torch.Tensor, parts: torch.Tensor, pf: PostFilter,
-                     floor: float = 0.0) -> torch.Tensor:
+                     floor: float = 0.0, net: PostNet | None = None,
+                     members: torch.Tensor | None = None) -> torch.Tensor:
     """mixture (C, w), parts (K, ..., C, w) that sum to it (target and residual: K = 2; speakers)
     -> the same, re-split: part k gets the STFT ratio |P_k|^a / sum_j |P_j|^a of the mixture, and
     the last part is the mixture minus the others, so the parts still sum to the mixture
     exactly. Unchanged when `pf` is off. `floor` bounds the ratio's denominator from below
     (training passes a small one, so the gradient stays finite where every part is near silent;
-    inference keeps the smallest float)."""
+    inference keeps the smallest float). With a `net` (`PostNet`; target and residual only),
+    `members` (M, ..., C, w) are the ensemble members' own target estimates."""
     if not pf.enabled:
         return parts
-    k, w = parts.shape[0], parts.shape[-1]
     window = torch.hann_window(pf.n_fft, dtype=mixture.dtype, device=mixture.device)
+    if net is not None:
+        return _refined(mixture, parts, members, pf, net, window)
+    k, w = parts.shape[0], parts.shape[-1]
     spec = _stft(parts.reshape(-1, w), pf.n_fft, window)
     mag = spec.reshape(k, -1, *mixture.shape[:-1], *spec.shape[1:]).abs() ** pf.power
     ratio = mag[:-1] / mag.sum(0).clamp_min(max(floor, torch.finfo(mag.dtype).tiny))  # (K-1, R, C, bins, frames)
@@ -87,6 +116,65 @@ def apply_postfilter(mixture: torch.Tensor, parts: torch.Tensor, pf: PostFilter,
     kept = torch.istft((ratio * x).reshape(-1, *x.shape[1:]), pf.n_fft, pf.n_fft // 4,
                        window=window, center=True, length=w).reshape(k - 1, *parts.shape[1:])
     return torch.cat([kept, (mixture - kept.sum(0)).unsqueeze(0)])
+
+
+LOG_EPS = 1e-6  # log|S| = log(|S| + LOG_EPS) in the learned refinement's logit and features
+
+
+def _refined(mixture, parts, members, pf: PostFilter, net: PostNet, window) -> torch.Tensor:
+    """`apply_postfilter` with the learned correction of the ratio's logit (K = 2)."""
+    if parts.shape[0] != 2 or members is None or members.shape[0] != net.n_members:
+        raise CodecSepError(f"the learned post-filter takes a target, a residual and "
+                            f"{net.n_members} members' targets")
+    w = parts.shape[-1]
+    spec = _stft(torch.cat([parts, members]).reshape(-1, w), pf.n_fft, window)
+    x = _stft(mixture, pf.n_fft, window)  # (C, bins, frames)
+    logs = torch.log(spec.abs() + LOG_EPS).reshape(2 + net.n_members, -1, *x.shape)
+    log_t, log_r = logs[0], logs[1]  # (R, C, bins, frames): R = the leading dims of a part
+    log_m = logs[2:] - torch.log((x - spec.reshape(logs.shape)[2:]).abs() + LOG_EPS)
+    log_x = torch.log(x.abs() + LOG_EPS).expand_as(log_t)
+    shape = log_t.shape
+    d = net(*(v.reshape(-1, *x.shape[1:]) for v in (log_t, log_r, log_x)),
+            log_m.reshape(net.n_members, -1, *x.shape[1:]) * pf.power).reshape(shape)
+    ratio = torch.sigmoid(pf.power * (log_t - log_r) + d)
+    kept = torch.istft((ratio * x).reshape(-1, *x.shape[1:]), pf.n_fft, pf.n_fft // 4,
+                       window=window, center=True, length=w).reshape(parts.shape[1:])
+    return torch.stack([kept, mixture - kept])
+
+
+class PostNet(nn.Module):
+    """Per-bin correction of the post-filter's ratio logit: a pointwise MLP (`width` wide) over
+    each bin's log-ratio, mixture level (relative to the item's mean), target level, frequency,
+    and the `n_members` members' log-ratios relative to the combined one; the ratios, levels and
+    member offsets are also given averaged over the `POOLS` neighbourhoods (bins x frames). The
+    output layer starts at zero (the analytic ratio)."""
+
+    POOLS = ((3, 3), (9, 3), (3, 9), (27, 1))
+
+    def __init__(self, width: int, n_members: int, power: float):
+        super().__init__()
+        self.n_members, self.power = n_members, power
+        n_in = 4 + n_members + len(self.POOLS) * (2 + n_members)
+        self.net = nn.Sequential(nn.Conv2d(n_in, width, 1), nn.GELU(), nn.Conv2d(width, width, 1),
+                                 nn.GELU(), nn.Conv2d(width, 1, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, log_t, log_r, log_x, member_logits):
+        """log-magnitudes (N, bins, frames) of target, residual and mixture, and the members'
+        ratio logits a (log|T_m| - log|R_m|), (M, N, bins, frames) -> logit correction (N, bins, frames)."""
+        ref = log_x.mean(dim=(1, 2), keepdim=True)
+        ratio = (log_t - log_r)[:, None]
+        level = (log_x - ref)[:, None]
+        spread = member_logits.transpose(0, 1) - self.power * ratio  # (N, M, bins, frames)
+        freq = torch.linspace(-1, 1, log_t.shape[1], dtype=log_t.dtype, device=log_t.device)
+        feats = [ratio, level, (log_t - ref)[:, None], freq.view(1, 1, -1, 1).expand_as(ratio),
+                 spread]
+        for k in self.POOLS:
+            pad = (k[1] // 2, k[1] // 2, k[0] // 2, k[0] // 2)
+            for v in (ratio, level, spread):
+                feats.append(F.avg_pool2d(F.pad(v, pad, mode="replicate"), k, stride=1))
+        return self.net(torch.cat(feats, 1))[:, 0]
 
 
 def postfilter_macs(pf: PostFilter, n_samples: int, n_prompts: int = 1) -> int:

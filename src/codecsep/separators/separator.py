@@ -20,11 +20,11 @@ import torch
 from ..checkpoint import config_from_dict, save_checkpoint
 from ..codecs import ASSETS, load_codec
 from ..errors import CodecSepError
+from ..text.anchors import PromptAnchors
 from .base import LatentSpaceCheckpoint, TextQueriedSeparator, check_prompts, parse_members
 from .chunking import overlap_add, shift_offsets, shifted_mean
-from ..text.anchors import PromptAnchors
-from .masker import COMBINES, MaskerConfig, MaskMean, build_maskers
-from .postfilter import PostFilter, apply_postfilter
+from .masker import COMBINES, MaskerConfig, MaskMean, build_maskers, combine_masks
+from .postfilter import PostFilter, PostNet, apply_postfilter, postfilter_macs
 
 __all__ = ["DEFAULT_SEPARATOR", "Separator", "SeparatorConfig", "check_members", "check_prompts",
            "save_built"]
@@ -57,7 +57,9 @@ class SeparatorConfig:
     # of an ensemble, how the members' masks become one, bin by bin: "mean" | "median"
     combine: str = "mean"
     # waveform input: re-split each window's mixture by the estimates' STFT magnitudes
-    # (`postfilter.PostFilter`; n_fft 0: off); code streams are untouched
+    # (`postfilter.PostFilter`; n_fft 0: off); code streams are untouched. With `postfilter.net`,
+    # a learned refinement (`postfilter.PostNet`, trained by `codecsep train postnet` on the
+    # waveform members) whose weights are stored with the maskers' under "postnet."
     postfilter: PostFilter = field(default_factory=PostFilter)
 
     @classmethod
@@ -92,6 +94,9 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         if self.codec.latent_dim != config.masker.latent_dim:
             raise CodecSepError(f"masker expects {config.masker.latent_dim}-d latents, codec "
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
+        pf = config.postfilter
+        if pf.net:  # stored with the maskers: a checkpoint keeps one state dict
+            self.masker.postnet = PostNet(pf.net, len(self.trained_members), pf.power)
 
     # ----------------------------------------------------------------------------- plumbing
     @property
@@ -106,10 +111,8 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
                     members: tuple[int, ...] | None = None) -> torch.Tensor:
         """latent (B, D, F) and cond (P, E) -> target latents (P, B, D, F); `members`: the
         ensemble's maskers combined (1-based; default: the waveform path's, `self.members`)."""
-        p, b = cond.shape[0], latent.shape[0]
-        z = latent.unsqueeze(0).expand(p, *latent.shape).reshape(p * b, *latent.shape[1:])
-        c = cond.unsqueeze(1).expand(p, b, cond.shape[1]).reshape(p * b, -1)
-        return (self.mask(z, c, members) * z).reshape(p, b, *latent.shape[1:])
+        z, c = paired(latent, cond)
+        return (self.mask(z, c, members) * z).reshape(cond.shape[0], *latent.shape)
 
     def mask(self, latent: torch.Tensor, cond: torch.Tensor,
              members: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -165,6 +168,11 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         self._members = check_members(value, self.n_maskers, "members")
 
     @property
+    def trained_members(self) -> tuple[int, ...]:
+        """The maskers waveforms run unless overridden (`config.members`, else all)."""
+        return self.config.members or tuple(range(1, self.n_maskers + 1))
+
+    @property
     def code_members(self) -> tuple[int, ...]:
         """The maskers code streams run: the `members` override, else `config.code_members`."""
         return self._members or self.config.code_members or self.members
@@ -197,6 +205,39 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         """"2048", "2048,1.25", "0" (off), a dict or a `PostFilter`."""
         self._postfilter = PostFilter.parse(value)
 
+    @property
+    def refiner(self) -> PostNet | None:
+        """The learned refinement of the post-filter when a run uses it: the checkpoint has one,
+        the post-filter is not overridden, and waveforms run the members it was trained on
+        (else the analytic ratio serves)."""
+        net = getattr(self.masker, "postnet", None)
+        if net is None or self._postfilter is not None or self.members != self.trained_members:
+            return None
+        return net
+
+    @property
+    def postfilter_in_use(self) -> PostFilter:
+        """`postfilter` as this run applies it (without "net" when the refinement is off)."""
+        return self.postfilter if self.refiner is not None else self.postfilter.analytic
+
+    def postfilter_macs(self, n_samples: int) -> int:
+        """MACs of one window's post-filter for one prompt: the FFTs (by formula) and, with the
+        learned refinement, its network and the members' own decodes."""
+        pf = self.postfilter_in_use
+        macs = postfilter_macs(pf, n_samples)
+        if self.refiner is not None:
+            from ..flops import count_macs
+
+            m = len(self.members)
+            z = self.codec.encode(torch.zeros(1, 1, n_samples))
+            bins, frames = pf.n_fft // 2 + 1, n_samples // (pf.n_fft // 4) + 1
+            feats = [torch.zeros(1, bins, frames)] * 3 + [torch.zeros(m, 1, bins, frames)]
+            macs += (m * count_macs(self.codec.decode, z, n_samples)
+                     + count_macs(self.refiner, *feats)
+                     + postfilter_macs(pf, n_samples, n_prompts=m) // 2  # the members' STFTs
+                     + bins * frames * sum(k[0] * k[1] for k in PostNet.POOLS) * (2 + m))
+        return macs
+
     def inference_tag(self) -> str:
         offsets = self.shift_offsets
         tags = [super().inference_tag()] + ([f"shifts:{len(offsets)}"] if len(offsets) > 1 else [])
@@ -204,22 +245,41 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         if self.members != tuple(range(1, self.n_maskers + 1)):
             tags.append("members:" + ",".join(map(str, self.members)))
         tags += [f"combine:{self.config.combine}"] if self.config.combine != "mean" else []
-        tags.append(self.postfilter.tag)
+        tags.append(self.postfilter_in_use.tag)
         return "+".join(t for t in tags if t)
 
     def separate_window(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(C, w), cond (P, E) -> (2, P, C, w): the mean of one pass per shift offset, through
         the post-filter."""
-        both = shifted_mean(chunk, self.shift_offsets, lambda x: self._separate_frames(x, cond))
-        return apply_postfilter(chunk, both, self.postfilter)
+        parts = shifted_mean(chunk, self.shift_offsets, lambda x: self._separate_frames(x, cond))
+        return self.refine(chunk, parts)
+
+    def refine(self, mixture: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+        """The post-filter on `split_latent`'s parts, decoded: mixture (C, w), parts (K, ..., C, w)
+        -> target and residual (2, ..., C, w)."""
+        net = self.refiner
+        if net is None:
+            return apply_postfilter(mixture, parts, self.postfilter_in_use)
+        return apply_postfilter(mixture, parts[:2], self.postfilter, net=net, members=parts[2:])
+
+    def split_latent(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Paired latents (N, D, F) and embeddings (N, E) -> (K, N, D, F): the target latent,
+        the residual's (mixture - target), then, when the learned post-filter runs
+        (`refiner`), each waveform member's own target."""
+        if self.refiner is None:
+            target = self.mask(latent, cond) * latent
+            return torch.stack([target, latent - target])
+        members = self.masker.members if isinstance(self.masker, MaskMean) else [self.masker]
+        masks = [members[i - 1](latent, cond) for i in self.members]
+        target = combine_masks(masks, self.config.combine) * latent
+        return torch.stack([target, latent - target, *(m * latent for m in masks)])
 
     def _separate_frames(self, chunk: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """One encode, one masker pass, one decode."""
+        """One encode, one masker pass, one decode: (C, w), cond (P, E) -> (K, P, C, w)."""
         z = self.codec.encode(chunk.unsqueeze(1))
-        target = self.mask_latent(z, cond)
-        both = torch.stack([target, z.unsqueeze(0) - target])  # residual = mixture - target
-        y = self.codec.decode(both.reshape(-1, *z.shape[1:]), chunk.shape[-1])
-        return y.reshape(*both.shape[:3], -1)
+        parts = self.split_latent(*paired(z, cond))
+        y = self.codec.decode(parts.reshape(-1, *z.shape[1:]), chunk.shape[-1])
+        return y.reshape(parts.shape[0], cond.shape[0], *chunk.shape)
 
     # ----------------------------------------------------------------------------- code streams
     def window_frames(self) -> tuple[int, int]:
@@ -248,6 +308,14 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         residual = latent - target
         return {"target": self.codec.quantize(target, n_q),
                 "residual": self.codec.quantize(residual, n_q)}
+
+
+def paired(latent: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """latent (B, D, F) and cond (P, E) -> every prompt with every item, (P * B, D, F) and
+    (P * B, E), prompt-major."""
+    p, b = cond.shape[0], latent.shape[0]
+    z = latent.unsqueeze(0).expand(p, *latent.shape).reshape(p * b, *latent.shape[1:])
+    return z, cond.unsqueeze(1).expand(p, b, cond.shape[1]).reshape(p * b, -1)
 
 
 def check_members(value, n: int, what: str) -> tuple[int, ...]:

@@ -87,6 +87,10 @@ RECIPES = {
     "separator": Recipe("train the CodecSep masker", "codecsep.train.separator:train_separator",
                         (("config", "codecsep.separators.separator:SeparatorConfig", "model."),
                          ("recipe", "codecsep.train.separator:SeparatorRecipe", ""))),
+    "postnet": Recipe("train the learned refinement of a separator's post-filter (maskers frozen)",
+                      "codecsep.train.postnet:train_postnet",
+                      (("post", "codecsep.train.postnet:PostNetRecipe", ""),
+                       ("recipe", "codecsep.train.separator:SeparatorRecipe", ""))),
     "resunet": Recipe("train the AudioSep-style ResUNet peer on the same mixtures",
                       "codecsep.train.resunet:train_resunet",
                       (("config", "codecsep.separators.resunet:ResUNetConfig", "model."),
@@ -162,8 +166,8 @@ class RecipeParser(argparse.ArgumentParser):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a model (codec, separator, audio-encoder, hierarchical, "
-                                             "resunet, codecformer, codesep)", description=__doc__)
+    p = sub.add_parser("train", help="train a model (codec, separator, postnet, audio-encoder, "
+                                             "hierarchical, resunet, codecformer, codesep)", description=__doc__)
     rsub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True,
                             parser_class=RecipeParser)
     for name, recipe in RECIPES.items():
