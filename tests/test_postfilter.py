@@ -113,10 +113,11 @@ def test_code_streams_refuse_the_post_filter_on_the_command_line(tmp_path, capsy
 def test_speakers_go_through_the_post_filter_and_it_is_part_of_their_fingerprint(tmp_path):
     """Codecformer: K = 2 speakers re-split the mixture (they still sum to it); the setting is
     set by `set_inference.py --postfilter` and changes the speech results' fingerprint."""
+    from helpers import TINY_CODEC
+
     from codecsep.codecs.mica import MicaCodec
     from codecsep.separators.codecformer import Codecformer, CodecformerConfig
     from codecsep.speech_eval import fingerprint
-    from helpers import TINY_CODEC
 
     torch.manual_seed(0)
     model = Codecformer(CodecformerConfig(dim=32, depth=1, heads=2, ffn_dim=64),
@@ -141,11 +142,11 @@ def test_speakers_go_through_the_post_filter_and_it_is_part_of_their_fingerprint
 def refined_ensemble(root: Path, width: int = 8, trained: bool = True) -> Separator:
     """A tiny three-masker ensemble (median) whose post-filter has a `PostNet`; `trained`: every
     weight moved off its init (the refinement's zero output layer too)."""
-    from codecsep.codecs import load_codec
-    from codecsep.text.base import get_text_encoder
     from helpers import save_tiny_codec
 
+    from codecsep.codecs import load_codec
     from codecsep.separators.separator import SeparatorConfig
+    from codecsep.text.base import get_text_encoder
 
     codec_dir = root / "codec"
     if not codec_dir.exists():

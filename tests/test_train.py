@@ -1,9 +1,10 @@
 import numpy as np
-import soundfile as sf
 import pytest
+import soundfile as sf
 import torch
 
 from codecsep.codecs.mica import MicaCodec, MicaConfig
+from codecsep.data.bank import ClipBank
 from codecsep.data.manifest import Clip, write_manifest
 from codecsep.separators.masker import MaskerConfig
 from codecsep.separators.separator import Separator, SeparatorConfig
@@ -11,7 +12,6 @@ from codecsep.text.base import get_text_encoder
 from codecsep.train.codec import CodecRecipe, train_codec
 from codecsep.train.loop import LoopConfig
 from codecsep.train.separator import SeparatorRecipe, draw_mixture, train_separator
-from codecsep.data.bank import ClipBank
 
 
 def synthetic_manifest(tmp_path, n=8):
@@ -413,10 +413,11 @@ def test_a_resumed_log_keeps_its_columns_aligned(tmp_path):
 def test_train_postnet_keeps_the_maskers_and_logs_its_gain_over_the_analytic_filter(tmp_path):
     from dataclasses import replace
 
+    from test_postfilter import refined_ensemble
+
     from codecsep.errors import CodecSepError
     from codecsep.separators.postfilter import PostFilter
     from codecsep.train.postnet import PostNetRecipe, train_postnet
-    from test_postfilter import refined_ensemble
 
     manifest = synthetic_manifest(tmp_path)
     sep = refined_ensemble(tmp_path)
