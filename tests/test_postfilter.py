@@ -195,3 +195,20 @@ def test_the_refinement_runs_only_where_it_was_trained_and_travels_with_the_chec
     with pytest.raises(CodecSepError, match="net"):
         PostFilter(0, 1.0, net=8)
     assert PostFilter.parse({"n_fft": 1024, "power": 1.25, "net": 8}).analytic == PostFilter(1024, 1.25)
+
+
+def test_the_refinement_is_exported_to_onnx_and_matches_pytorch(tmp_path):
+    from codecsep.export import OnnxSeparator, export_onnx
+
+    sep = refined_ensemble(tmp_path)
+    exported = OnnxSeparator(export_onnx(sep, tmp_path / "onnx", prompts=["dog"]), threads=1)
+    assert exported.manifest["postfilter"] == {"n_fft": 1024, "power": 1.25, "net": 8}
+    assert (tmp_path / "onnx" / "postnet.onnx").is_file()
+    wav = torch.randn(1, 9000, generator=torch.Generator().manual_seed(2)) * 0.1
+    ref = sep.separate(wav, ["dog", "cat"])
+    for prompts in (["dog", "cat"], ["dog"]):  # embedded now, and the baked-in prompt
+        out = exported.separate(wav, prompts)
+        assert si_sdr(out["target"], ref["target"][: len(prompts)]).min() > 40
+    latent = sep.codec.encode(wav[None])
+    assert torch.allclose(exported.mask_latent(latent, ["dog"]), sep.mask_latent(latent, sep.embed(["dog"])),
+                          atol=1e-4)

@@ -7,11 +7,14 @@ Exported graphs (opset 17, dynamic batch and frame/sample axes), each a plain ON
   decoder.onnx         latent (B, D, F) -> wav (B, 1, F * hop)        inverse MDCT (crop to T)
   masker.onnx          latent (B, D, F), cond (P, E) -> target (P, B, D, F)
   masker_prompts.onnx  latent (B, D, F) -> target (P, B, D, F), the --prompt embeddings baked in
+                       (with a learned post-filter, both maskers give every part of
+                       `Separator.split_latent` instead: parts (K, P, B, D, F))
+  postnet.onnx         the learned post-filter's network (`postfilter.PostNet`), when there is one
   quantize.onnx        latent (B, D, F) -> codes (B, N, F) int64      analysis net + RVQ argmax
   dequantize.onnx      codes (B, N, F), n_quantizers () int64 -> latent (B, D, F)
 plus `onnx.json`, which records the shapes, rates, prompts and the source checkpoint. The
 waveform post-filter (`separators.postfilter`, FFTs) runs outside the graphs, as `onnx.json`'s
-"postfilter" says.
+"postfilter" says (its learned network, if any, inside `postnet.onnx`).
 Quantizer codes are residual, so the first n codebooks of `quantize.onnx` are the codes at n
 codebooks; `dequantize.onnx` ignores the codebooks from `n_quantizers` on.
 The legacy TorchScript exporter (dynamo=False) is used: it handles the dynamic lengths here,
@@ -38,7 +41,7 @@ from .errors import CodecSepError, positive_float, require
 from .separators.base import members_arg
 from .separators.chunking import overlap_add, shift_offsets, shifted_mean
 from .separators.postfilter import PostFilter, apply_postfilter
-from .separators.separator import check_prompts
+from .separators.separator import check_prompts, paired
 from .text.anchors import PromptAnchors, apply_anchors
 from .timing import real_time_factor
 
@@ -87,10 +90,16 @@ class _Masker(nn.Module):
         super().__init__()
         self.separator = separator
         self.register_buffer("cond", cond)
+        self.parts = separator.refiner is not None
 
     def forward(self, latent: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """latent (B, D, F), cond (P, E) (or the baked prompts) -> target (P, B, D, F)."""
-        return self.separator.mask_latent(latent, self.cond if cond is None else cond)
+        """latent (B, D, F), cond (P, E) (or the baked prompts) -> target (P, B, D, F); with a
+        learned post-filter, every part `Separator.split_latent` gives, (K, P, B, D, F)."""
+        cond = self.cond if cond is None else cond
+        if not self.parts:
+            return self.separator.mask_latent(latent, cond)
+        parts = self.separator.split_latent(*paired(latent, cond))
+        return parts.reshape(parts.shape[0], cond.shape[0], *latent.shape)
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: dict, outputs: dict) -> None:
@@ -131,7 +140,8 @@ def _write_graphs(separator, tmp: Path, cond: torch.Tensor | None, embedding_inp
     codes = codec.quantize(latent, codec.n_codebooks)
     _export(_Dequantize(codec), (codes, torch.tensor(codec.n_codebooks)), tmp / files["dequantize"],
             {"codes": f, "n_quantizers": {}}, {"latent": f})
-    target = {"target": {0: "prompts", 1: "batch", 3: "frames"}}
+    target = ({"parts": {1: "prompts", 2: "batch", 4: "frames"}} if separator.refiner is not None
+              else {"target": {0: "prompts", 1: "batch", 3: "frames"}})
     if embedding_input:
         files["masker"] = "masker.onnx"
         example = torch.randn(3, separator.config.masker.cond_dim)
@@ -141,6 +151,14 @@ def _write_graphs(separator, tmp: Path, cond: torch.Tensor | None, embedding_inp
         files["masker_prompts"] = "masker_prompts.onnx"
         _export(_Masker(separator, cond), (latent,), tmp / files["masker_prompts"],
                 {"latent": f}, target)
+    net = separator.refiner
+    if net is not None:
+        files["postnet"] = "postnet.onnx"
+        bins, n = separator.postfilter.n_fft // 2 + 1, {0: "n", 2: "frames"}
+        logs = tuple(torch.randn(2, bins, 5) for _ in range(3))
+        _export(net, (*logs, torch.randn(net.n_members, 2, bins, 5)), tmp / files["postnet"],
+                {"log_t": n, "log_r": n, "log_x": n, "member_logits": {1: "n", 3: "frames"}},
+                {"logit_correction": n})
     return files
 
 
@@ -157,9 +175,8 @@ def _manifest(separator, files: dict, prompts: list[str], source) -> dict:
         "shifts": len(separator.shift_offsets), "anchors": asdict(separator.anchors),
         "members": list(separator.members),  # the maskers in masker*.onnx (for both paths)
         "combine": cfg.combine,  # how their masks became one (inside the graph)
-        # run outside the graphs, on the waveforms: the analytic ratio (a learned refinement,
-        # `postfilter.PostNet`, is not exported; `separator.refiner` says if one ran)
-        "postfilter": {"n_fft": pf.n_fft, "power": pf.power},
+        # run outside the graphs, on the waveforms (a learned refinement: "net", postnet.onnx)
+        "postfilter": {"n_fft": pf.n_fft, "power": pf.power, **({"net": pf.net} if pf.net else {})},
         "source": {"model": str(source) if source else None,
                    "sha256": getattr(separator, "meta", {}).get("sha256")},
     }
@@ -203,6 +220,17 @@ def export_onnx(separator, out_dir, prompts=(), embedding_input: bool = True,
 # ---------------------------------------------------------------------------------------------
 # Inference with onnxruntime
 # ---------------------------------------------------------------------------------------------
+class _OnnxPostNet:
+    """postnet.onnx with `postfilter.PostNet`'s call, for `apply_postfilter`."""
+
+    def __init__(self, separator: OnnxSeparator, n_members: int):
+        self.separator, self.n_members = separator, n_members
+
+    def __call__(self, log_t, log_r, log_x, member_logits) -> torch.Tensor:
+        return self.separator._run("postnet", log_t=log_t, log_r=log_r, log_x=log_x,
+                                   member_logits=member_logits)
+
+
 class OnnxSeparator:
     """The exported separator on onnxruntime; same `separate` / `separate_codes` contract as
     `Separator` (torch tensors in and out), prompts or embeddings as the query."""
@@ -228,6 +256,7 @@ class OnnxSeparator:
         self._anchor_cache: dict = {}
         self.shift_offsets = shift_offsets(m.get("shifts", 1), self.hop_length)
         self.postfilter = PostFilter.parse(m.get("postfilter", {}))
+        self.refiner = _OnnxPostNet(self, len(m["members"])) if self.postfilter.net else None
 
     def _run(self, role: str, **feeds) -> torch.Tensor:
         if role not in self.sessions:
@@ -247,11 +276,22 @@ class OnnxSeparator:
 
     def mask_latent(self, latent: torch.Tensor, prompts=None, cond=None) -> torch.Tensor:
         """latent (B, D, F) -> target latents (P, B, D, F), for prompts or embeddings (P, E)."""
+        return self.split_latent(latent, prompts, cond)[0]
+
+    def split_latent(self, latent: torch.Tensor, prompts=None, cond=None) -> torch.Tensor:
+        """latent (B, D, F) -> (K, P, B, D, F): target and residual latents (and, with a learned
+        post-filter, each member's target), as `Separator.split_latent`."""
+        out = self._masker(latent, prompts, cond)
+        return out if self.refiner is not None else torch.stack([out, latent.unsqueeze(0) - out])
+
+    def _masker(self, latent: torch.Tensor, prompts=None, cond=None) -> torch.Tensor:
+        """What the masker graph gives: target (P, B, D, F), or parts (K, P, B, D, F)."""
         if cond is None:
             prompts = check_prompts(prompts)
             if "masker_prompts" in self.sessions and set(prompts) <= set(self.prompts):
                 rows = [self.prompts.index(p) for p in prompts]
-                return self._run("masker_prompts", latent=latent)[rows]
+                out = self._run("masker_prompts", latent=latent)
+                return out[:, rows] if self.refiner is not None else out[rows]
             if "masker" not in self.sessions:
                 raise CodecSepError(f"this export only knows the prompts {self.prompts}")
             cond = self.embed(prompts)
@@ -269,15 +309,20 @@ class OnnxSeparator:
         window = int(self.manifest["window_seconds"] * self.sample_rate)
         overlap = int(self.manifest["overlap_seconds"] * self.sample_rate)
 
-        def frames(chunk: torch.Tensor) -> torch.Tensor:  # (C, w) -> (2, P, C, w)
+        def frames(chunk: torch.Tensor) -> torch.Tensor:  # (C, w) -> (K, P, C, w)
             z = self._run("encoder", wav=chunk.unsqueeze(1))
-            target = self.mask_latent(z, prompts, cond)
-            both = torch.stack([target, z.unsqueeze(0) - target])
-            y = self._run("decoder", latent=both.reshape(-1, *z.shape[1:]))[..., : chunk.shape[-1]]
-            return y.reshape(*both.shape[:3], -1)
+            parts = self.split_latent(z, prompts, cond)
+            y = self._run("decoder", latent=parts.reshape(-1, *z.shape[1:]))[..., : chunk.shape[-1]]
+            return y.reshape(*parts.shape[:3], -1)
 
-        out = overlap_add(wav, window, overlap, lambda chunk: apply_postfilter(
-            chunk, shifted_mean(chunk, self.shift_offsets, frames), self.postfilter))
+        def refine(chunk: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+            if self.refiner is None:
+                return apply_postfilter(chunk, parts, self.postfilter)
+            return apply_postfilter(chunk, parts[:2], self.postfilter, net=self.refiner,
+                                    members=parts[2:])
+
+        out = overlap_add(wav, window, overlap, lambda chunk: refine(
+            chunk, shifted_mean(chunk, self.shift_offsets, frames)))
         return {"target": out[0], "residual": out[1]}
 
     def quantize(self, latent: torch.Tensor, n_quantizers: int | None = None) -> torch.Tensor:
