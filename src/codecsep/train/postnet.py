@@ -37,8 +37,10 @@ class PostNetRecipe:
     width: int = 32  # of the refinement's MLP (`PostNet`)
 
 
-# SeparatorRecipe fields that shape the maskers' training, not the mixtures: refused here
-MASKER_ONLY = ("init_from", "teacher", "codec_sisdr", "p_coded", "postfilter", "bf16")
+# SeparatorRecipe fields that shape the maskers' training, not the mixtures: refused here (the
+# prompts are the captions' own, as the frozen maskers hear them at inference)
+MASKER_ONLY = ("init_from", "teacher", "codec_sisdr", "p_coded", "postfilter", "bf16", "wordnet",
+               "band_lr_mult")
 
 
 def check_recipe(recipe: SeparatorRecipe) -> None:
