@@ -437,7 +437,8 @@ def test_train_postnet_keeps_the_maskers_and_logs_its_gain_over_the_analytic_fil
     after = refined.masker.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the maskers are frozen
     assert after["postnet.net.4.weight"].abs().sum() > 0  # the zero output layer has learned
-    assert refined.meta["refined_from"]["path"] == str(source) and refined.meta["step"] == 3
+    assert refined.meta["refined_from"]["path"] == str(source)
+    assert refined.meta["postnet_step"] == 3 and refined.meta["step"] == 7  # the maskers' step
     # a refinement of that width is continued; masker-only settings and no post-filter are refused
     train_postnet(str(manifest), str(tmp_path / "run2"), post=PostNetRecipe(str(out), 8),
                   recipe=recipe, loop=LoopConfig(steps=1, log_every=1, ckpt_every=1))

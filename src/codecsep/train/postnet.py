@@ -122,7 +122,9 @@ def train_postnet(manifest: str, out_dir: str, post: PostNetRecipe = PostNetReci
     def export(m, step):
         meta = export_meta(out, step, command, recipe=asdict(recipe), post=asdict(post),
                            loop=asdict(loop), manifest=str(manifest))
-        m.save(export_to, meta={**meta, "refined_from": source})
+        # "step" stays the maskers' (what results tables report); the refinement's is its own
+        meta.update(step=source["step"], postnet_step=step, refined_from=source)
+        m.save(export_to, meta=meta)
 
     trainer = None
     batches = separator_batches(bank, prompts, recipe, model.sample_rate,
