@@ -36,6 +36,7 @@ lane_variants() {  # the shipped model's other prompts, tasks, maskers and the c
       $CS eval --model codecsep --protocol $p --members $m $OW  # (the default of sessions 12-17)
     done
     $CS eval --model codecsep --protocol $p --postfilter 0 $OW  # without the post-filter (session 18)
+    $CS eval --model codecsep --protocol $p --postfilter 4096,1.25 $OW  # its analytic ratio only (sessions 19-26)
     # the code-stream path at 6 kbps: codes in -> codes out (the checkpoint's code_members), decoded
     $CS eval --model codecsep-codes:@12 --protocol $p --visqol $OW
     # ... and against the codec's rendition of each source at 12 codebooks (codec-SI-SDR)

@@ -134,7 +134,7 @@ def load_model(path, kind: str, label: str, build, weights=lambda model: model):
 def provenance(path, meta: dict, **extra) -> dict:
     """What a checkpoint built from others (an average, an ensemble) records of each input:
     its path, step, hash and recipe, with the input's own inputs if it was built too."""
-    keep = ("averaged_from", "combined_from", "pruned_from", "history")
+    keep = ("averaged_from", "combined_from", "pruned_from", "refined_from", "history")
     return {"path": str(path), **extra, "step": meta.get("step"), "sha256": meta.get("sha256"),
             "trained_by": meta.get("trained_by"), **{k: meta[k] for k in keep if k in meta}}
 
