@@ -162,7 +162,8 @@ class PostNet(nn.Module):
 
     def forward(self, log_t, log_r, log_x, member_logits):
         """log-magnitudes (N, bins, frames) of target, residual and mixture, and the members'
-        ratio logits a (log|T_m| - log|R_m|), (M, N, bins, frames) -> logit correction (N, bins, frames)."""
+        ratio logits a (log|T_m| - log|R_m|), (M, N, bins, frames) -> the logit's correction,
+        (N, bins, frames)."""
         ref = log_x.mean(dim=(1, 2), keepdim=True)
         ratio = (log_t - log_r)[:, None]
         level = (log_x - ref)[:, None]

@@ -46,9 +46,9 @@ MASKER_ONLY = ("init_from", "teacher", "codec_sisdr", "p_coded", "postfilter", "
 def check_recipe(recipe: SeparatorRecipe) -> None:
     changed = [f for f in MASKER_ONLY if getattr(recipe, f) != getattr(SeparatorRecipe(), f)]
     if changed:
-        raise CodecSepError(f"train postnet draws mixtures with the separator recipe, but "
-                            f"{', '.join('--' + f.replace('_', '-') for f in changed)} train maskers: "
-                            "leave them out")
+        flags = ", ".join("--" + f.replace("_", "-") for f in changed)
+        raise CodecSepError(f"train postnet draws mixtures with the separator recipe, but {flags} "
+                            "train maskers: leave them out")
 
 
 def load_refinable(post: PostNetRecipe) -> Separator:
