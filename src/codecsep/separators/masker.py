@@ -260,9 +260,13 @@ class MaskMean(nn.Module):
 
     def forward(self, latent: torch.Tensor, cond: torch.Tensor,
                 members: Sequence[int] | None = None, combine: str = "mean") -> torch.Tensor:
+        return combine_masks(self.member_masks(latent, cond, members), combine)
+
+    def member_masks(self, latent: torch.Tensor, cond: torch.Tensor,
+                     members: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Each member's own mask (of `members`, 0-based; None: all), before they are combined."""
         used = self.members if members is None else [self.members[i] for i in members]
-        masks = [m(latent, cond) for m in used]
-        return combine_masks(masks, combine)
+        return [m(latent, cond) for m in used]
 
 
 COMBINES = ("mean", "median")

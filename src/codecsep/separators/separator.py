@@ -269,8 +269,8 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
         if self.refiner is None:
             target = self.mask(latent, cond) * latent
             return torch.stack([target, latent - target])
-        members = self.masker.members if isinstance(self.masker, MaskMean) else [self.masker]
-        masks = [members[i - 1](latent, cond) for i in self.members]
+        masks = (self.masker.member_masks(latent, cond, [i - 1 for i in self.members])
+                 if isinstance(self.masker, MaskMean) else [self.masker(latent, cond)])
         target = combine_masks(masks, self.config.combine) * latent
         return torch.stack([target, latent - target, *(m * latent for m in masks)])
 

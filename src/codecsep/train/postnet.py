@@ -51,9 +51,9 @@ def check_recipe(recipe: SeparatorRecipe) -> None:
                             "train maskers: leave them out")
 
 
-def load_refinable(post: PostNetRecipe) -> Separator:
+def load_refinable(post: PostNetRecipe) -> tuple[Separator, str]:
     """The frozen separator with a `PostNet` of `post.width` on its post-filter (kept if it has
-    one of that width; a new one, zero at its output, otherwise)."""
+    one of that width; a new one, zero at its output, otherwise), and the folder it came from."""
     sep = Separator.load(post.separator or None)
     path = post.separator or str(sep.default_checkpoint)
     pf = sep.config.postfilter
@@ -72,8 +72,7 @@ def load_refinable(post: PostNetRecipe) -> Separator:
         model.meta = sep.meta
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("masker.postnet."))
-    model.source = path
-    return model
+    return model, path
 
 
 def make_postnet_step(recipe: SeparatorRecipe):
@@ -110,14 +109,14 @@ def train_postnet(manifest: str, out_dir: str, post: PostNetRecipe = PostNetReci
     check_recipe(recipe)
     command = command_line()
     out = Path(out_dir)
-    model = load_refinable(post)
+    model, path = load_refinable(post)
     bank = ClipBank(read_manifest(manifest, split="train"), model.sample_rate)
     prompts = PromptTable({c.label: c.captions for c in bank.clips}, model.text_encoder)
     n = sum(p.numel() for p in model.masker.postnet.parameters())
-    print(f"post-filter refinement ({n} weights) on {model.source}'s maskers, frozen; "
+    print(f"post-filter refinement ({n} weights) on {path}'s maskers, frozen; "
           f"{len(bank)} clips, {len(bank.labels)} classes", file=sys.stderr)
     export_to = Path(export_dir) if export_dir else out / "checkpoint"
-    source = provenance(model.source, getattr(model, "meta", {}) or {})
+    source = provenance(path, getattr(model, "meta", {}) or {})
 
     def export(m, step):
         meta = export_meta(out, step, command, recipe=asdict(recipe), post=asdict(post),
