@@ -216,3 +216,49 @@ def test_the_refinement_is_exported_to_onnx_and_matches_pytorch(tmp_path):
     latent = sep.codec.encode(wav[None])
     expected = sep.mask_latent(latent, sep.embed(["dog"]))
     assert torch.allclose(exported.mask_latent(latent, ["dog"]), expected, atol=1e-4)
+
+
+def _pooled_by_definition(v, k):
+    """The refinement's neighbourhood mean as defined: avg_pool2d over a replicate-padded input."""
+    pad = (k[1] // 2, k[1] // 2, k[0] // 2, k[0] // 2)
+    return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(v, pad, mode="replicate"), k,
+                                          stride=1)
+
+
+def test_neighbourhood_means_by_cumulative_sums_equal_average_pooling():
+    from codecsep.separators.postfilter import PostNet, _box_mean
+
+    g = torch.Generator().manual_seed(3)
+    # log-magnitude-like values: a large offset and a trend, where plain float32 sums drift
+    v = torch.randn(2, 5, 2049, 40, generator=g) * 3 - 9 + torch.linspace(0, 6, 40)
+    for k in PostNet.POOLS + ((1, 1), (5, 7), (31, 1)):
+        got = _box_mean(_box_mean(v, k[0], 2), k[1], 3)
+        assert (got - _pooled_by_definition(v, k)).abs().max() < 2e-5, k
+    short = v[:, :, :4, :2]  # windows longer than the axis: the edges repeat
+    assert torch.allclose(_box_mean(short, 9, 2), _pooled_by_definition(short, (9, 1)), atol=1e-5)
+
+
+def test_the_shipped_refinement_computes_what_it_was_trained_as():
+    """PostNet's fast path (cumulative sums, channels-last products) against its definition
+    (average pooling and the 1x1 convolutions it stores) on the shipped default's weights."""
+    from codecsep.demo import DEFAULT_MODEL
+
+    net = Separator.load(DEFAULT_MODEL).masker.postnet
+    g = torch.Generator().manual_seed(4)
+    bins, frames = 2049, 30
+    log_x = torch.randn(2, bins, frames, generator=g) * 2 - 6
+    log_t = log_x - torch.rand(2, bins, frames, generator=g) * 4
+    log_r = log_x - torch.rand(2, bins, frames, generator=g) * 4
+    members = (log_t - log_r) * net.power + torch.randn(net.n_members, 2, bins, frames,
+                                                        generator=g)
+    with torch.no_grad():
+        fast = net(log_t, log_r, log_x, members)
+        ref = log_x.mean(dim=(1, 2), keepdim=True)
+        ratio, level = (log_t - log_r)[:, None], (log_x - ref)[:, None]
+        spread = members.transpose(0, 1) - net.power * ratio
+        freq = torch.linspace(-1, 1, bins).view(1, 1, -1, 1).expand_as(ratio)
+        feats = [ratio, level, (log_t - ref)[:, None], freq, spread]
+        feats += [_pooled_by_definition(v, k) for k in net.POOLS for v in (ratio, level, spread)]
+        slow = net.net(torch.cat(feats, 1))[:, 0]
+    assert fast.abs().max() > 0.1  # a trained correction, not the zero of an untrained one
+    assert (fast - slow).abs().max() < 1e-4

@@ -160,6 +160,14 @@ class PostNet(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
+    @classmethod
+    def pooling_ops(cls) -> int:
+        """Operations per value and pooled channel of the neighbourhood means (`_box_mean`: six
+        per value and pass; one pass per distinct window along the bins, one per window longer
+        than a frame along the frames)."""
+        passes = len({b for b, _ in cls.POOLS} - {1}) + sum(f > 1 for _, f in cls.POOLS)
+        return 6 * passes
+
     def forward(self, log_t, log_r, log_x, member_logits):
         """log-magnitudes (N, bins, frames) of target, residual and mixture, and the members'
         ratio logits a (log|T_m| - log|R_m|), (M, N, bins, frames) -> the logit's correction,
@@ -171,11 +179,31 @@ class PostNet(nn.Module):
         freq = torch.linspace(-1, 1, log_t.shape[1], dtype=log_t.dtype, device=log_t.device)
         feats = [ratio, level, (log_t - ref)[:, None], freq.view(1, 1, -1, 1).expand_as(ratio),
                  spread]
-        for k in self.POOLS:
-            pad = (k[1] // 2, k[1] // 2, k[0] // 2, k[0] // 2)
-            for v in (ratio, level, spread):
-                feats.append(F.avg_pool2d(F.pad(v, pad, mode="replicate"), k, stride=1))
-        return self.net(torch.cat(feats, 1))[:, 0]
+        pooled = torch.cat([ratio, level, spread], 1)
+        along_bins = {k: _box_mean(pooled, k, 2) for k in {b for b, _ in self.POOLS}}
+        feats += [_box_mean(along_bins[b], f, 3) for b, f in self.POOLS]
+        # the 1x1 convolutions as matrix products over channels-last features (same weights)
+        h = torch.cat(feats, 1).permute(0, 2, 3, 1)
+        for i, layer in enumerate(self.net[::2]):
+            h = F.linear(h, layer.weight.flatten(1), layer.bias)
+            h = F.gelu(h) if i < 2 else h
+        return h[..., 0]
+
+
+def _box_mean(v: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """The mean over a centred window of odd length k along `dim`, edges replicated (what
+    `avg_pool2d` over a replicate-padded input gives), by cumulative sums: a few operations per
+    value whatever k. The values are centred first so that the float32 sums stay accurate."""
+    h, n = k // 2, v.shape[dim]
+    if h == 0:
+        return v
+    mean = v.mean(dim, keepdim=True)
+    v = v - mean
+    edge = [h if i == dim else -1 for i in range(v.dim())]
+    sums = torch.cumsum(torch.cat([v.narrow(dim, 0, 1).expand(edge), v,
+                                   v.narrow(dim, n - 1, 1).expand(edge)], dim), dim)
+    sums = torch.cat([torch.zeros_like(sums.narrow(dim, 0, 1)), sums], dim)
+    return (sums.narrow(dim, k, n) - sums.narrow(dim, 0, n)) / k + mean
 
 
 def postfilter_macs(pf: PostFilter, n_samples: int, n_prompts: int = 1) -> int:

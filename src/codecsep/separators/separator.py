@@ -235,7 +235,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
             macs += (m * count_macs(self.codec.decode, z, n_samples)
                      + count_macs(self.refiner, *feats)
                      + postfilter_macs(pf, n_samples, n_prompts=m) // 2  # the members' STFTs
-                     + bins * frames * sum(k[0] * k[1] for k in PostNet.POOLS) * (2 + m))
+                     + bins * frames * PostNet.pooling_ops() * (2 + m))
         return macs
 
     def inference_tag(self) -> str:
