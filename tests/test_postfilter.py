@@ -226,12 +226,12 @@ def _pooled_by_definition(v, k):
 
 
 def test_neighbourhood_means_by_cumulative_sums_equal_average_pooling():
-    from codecsep.separators.postfilter import PostNet, _box_mean
+    from codecsep.separators.postfilter import POOLS, _box_mean
 
     g = torch.Generator().manual_seed(3)
     # log-magnitude-like values: a large offset and a trend, where plain float32 sums drift
     v = torch.randn(2, 5, 2049, 40, generator=g) * 3 - 9 + torch.linspace(0, 6, 40)
-    for k in PostNet.POOLS + ((1, 1), (5, 7), (31, 1)):
+    for k in POOLS + ((1, 1), (5, 7), (31, 1)):
         got = _box_mean(_box_mean(v, k[0], 2), k[1], 3)
         assert (got - _pooled_by_definition(v, k)).abs().max() < 2e-5, k
     short = v[:, :, :4, :2]  # windows longer than the axis: the edges repeat
@@ -258,7 +258,7 @@ def test_the_shipped_refinement_computes_what_it_was_trained_as():
         spread = members.transpose(0, 1) - net.power * ratio
         freq = torch.linspace(-1, 1, bins).view(1, 1, -1, 1).expand_as(ratio)
         feats = [ratio, level, (log_t - ref)[:, None], freq, spread]
-        feats += [_pooled_by_definition(v, k) for k in net.POOLS for v in (ratio, level, spread)]
+        feats += [_pooled_by_definition(v, k) for k in net.pools for v in (ratio, level, spread)]
         slow = net.net(torch.cat(feats, 1))[:, 0]
     assert fast.abs().max() > 0.1  # a trained correction, not the zero of an untrained one
     assert (fast - slow).abs().max() < 1e-4

@@ -442,6 +442,16 @@ def test_train_postnet_keeps_the_maskers_and_logs_its_gain_over_the_analytic_fil
     # a refinement of that width is continued; masker-only settings and no post-filter are refused
     train_postnet(str(manifest), str(tmp_path / "run2"), post=PostNetRecipe(str(out), 8),
                   recipe=recipe, loop=LoopConfig(steps=1, log_every=1, ckpt_every=1))
+    # other neighbourhoods make a new refinement, and its checkpoint keeps them
+    wide = train_postnet(str(manifest), str(tmp_path / "run3"),
+                         post=PostNetRecipe(str(out), 8, pools="3x3,81x3,1x27"), recipe=recipe,
+                         loop=LoopConfig(steps=1, log_every=1, ckpt_every=1))
+    wide = Separator.load(wide)
+    assert wide.config.postfilter.pools == ((3, 3), (81, 3), (1, 27))
+    assert wide.inference_tag().endswith("+net8:p3x3,81x3,1x27")
+    assert wide.masker.postnet.net[0].in_channels == 4 + 3 + 3 * (2 + 3)
+    with pytest.raises(CodecSepError, match="odd"):
+        PostNetRecipe(pools="3x4").pool_sizes
     with pytest.raises(CodecSepError, match="--teacher"):
         train_postnet(str(manifest), str(tmp_path / "x"), post=PostNetRecipe(str(source), 8),
                       recipe=replace(recipe, teacher=str(source)))

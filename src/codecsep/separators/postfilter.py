@@ -36,14 +36,24 @@ from torch import nn
 
 from ..errors import CodecSepError
 
+# the learned refinement's neighbourhoods (bins x frames) over which it averages its features
+POOLS = ((3, 3), (9, 3), (3, 9), (27, 1))
+
 
 @dataclass(frozen=True)
 class PostFilter:
     n_fft: int = 0  # 0: off
     power: float = 1.0
     net: int = 0  # width of the learned refinement of the ratio (`PostNet`); 0: none
+    pools: tuple = POOLS  # the refinement's neighbourhoods, (bins, frames) each, odd sizes
 
     def __post_init__(self):
+        pools = tuple(tuple(int(n) for n in k) for k in self.pools)  # lists from JSON
+        object.__setattr__(self, "pools", pools)
+        if not pools or any(len(k) != 2 or min(k) < 1 or not k[0] % 2 or not k[1] % 2
+                            for k in pools):
+            raise CodecSepError(f"postfilter pools must be (bins, frames) pairs of odd sizes "
+                                f">= 1, got {self.pools}")
         if self.n_fft and (self.n_fft < 16 or self.n_fft % 4):
             raise CodecSepError(f"postfilter n_fft must be 0 (off) or a multiple of 4 >= 16, "
                                 f"got {self.n_fft}")
@@ -62,7 +72,9 @@ class PostFilter:
         """"postfilter:2048^1.25" (with "+net32" when learned) for inference tags; "" when off."""
         if not self.enabled:
             return ""
-        return f"postfilter:{self.n_fft}^{self.power:g}" + (f"+net{self.net}" if self.net else "")
+        pools = "" if self.pools == POOLS else ":p" + ",".join(f"{b}x{f}" for b, f in self.pools)
+        return f"postfilter:{self.n_fft}^{self.power:g}" + (f"+net{self.net}{pools}"
+                                                           if self.net else "")
 
     @property
     def analytic(self) -> PostFilter:
@@ -76,7 +88,7 @@ class PostFilter:
             return text
         if isinstance(text, dict):
             return cls(int(text.get("n_fft", 0)), float(text.get("power", 1.0)),
-                       int(text.get("net", 0)))
+                       int(text.get("net", 0)), tuple(text.get("pools", POOLS)))
         parts = str(text).split(",")
         try:
             if len(parts) > 2:
@@ -146,26 +158,23 @@ class PostNet(nn.Module):
     """Per-bin correction of the post-filter's ratio logit: a pointwise MLP (`width` wide) over
     each bin's log-ratio, mixture level (relative to the item's mean), target level, frequency,
     and the `n_members` members' log-ratios relative to the combined one; the ratios, levels and
-    member offsets are also given averaged over the `POOLS` neighbourhoods (bins x frames). The
+    member offsets are also given averaged over the `pools` neighbourhoods (bins x frames). The
     output layer starts at zero (the analytic ratio)."""
 
-    POOLS = ((3, 3), (9, 3), (3, 9), (27, 1))
-
-    def __init__(self, width: int, n_members: int, power: float):
+    def __init__(self, width: int, n_members: int, power: float, pools=POOLS):
         super().__init__()
-        self.n_members, self.power = n_members, power
-        n_in = 4 + n_members + len(self.POOLS) * (2 + n_members)
+        self.n_members, self.power, self.pools = n_members, power, tuple(map(tuple, pools))
+        n_in = 4 + n_members + len(self.pools) * (2 + n_members)
         self.net = nn.Sequential(nn.Conv2d(n_in, width, 1), nn.GELU(), nn.Conv2d(width, width, 1),
                                  nn.GELU(), nn.Conv2d(width, 1, 1))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    @classmethod
-    def pooling_ops(cls) -> int:
+    def pooling_ops(self) -> int:
         """Operations per value and pooled channel of the neighbourhood means (`_box_mean`: six
         per value and pass; one pass per distinct window along the bins, one per window longer
         than a frame along the frames)."""
-        passes = len({b for b, _ in cls.POOLS} - {1}) + sum(f > 1 for _, f in cls.POOLS)
+        passes = len({b for b, _ in self.pools} - {1}) + sum(f > 1 for _, f in self.pools)
         return 6 * passes
 
     def forward(self, log_t, log_r, log_x, member_logits):
@@ -180,8 +189,8 @@ class PostNet(nn.Module):
         feats = [ratio, level, (log_t - ref)[:, None], freq.view(1, 1, -1, 1).expand_as(ratio),
                  spread]
         pooled = torch.cat([ratio, level, spread], 1)
-        along_bins = {k: _box_mean(pooled, k, 2) for k in {b for b, _ in self.POOLS}}
-        feats += [_box_mean(along_bins[b], f, 3) for b, f in self.POOLS]
+        along_bins = {k: _box_mean(pooled, k, 2) for k in {b for b, _ in self.pools}}
+        feats += [_box_mean(along_bins[b], f, 3) for b, f in self.pools]
         # the 1x1 convolutions as matrix products over channels-last features (same weights)
         h = torch.cat(feats, 1).permute(0, 2, 3, 1)
         for i, layer in enumerate(self.net[::2]):

@@ -96,7 +96,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
                                 f"{self.codec.codec_id} gives {self.codec.latent_dim}")
         pf = config.postfilter
         if pf.net:  # stored with the maskers: a checkpoint keeps one state dict
-            self.masker.postnet = PostNet(pf.net, len(self.trained_members), pf.power)
+            self.masker.postnet = PostNet(pf.net, len(self.trained_members), pf.power, pf.pools)
 
     # ----------------------------------------------------------------------------- plumbing
     @property
@@ -235,7 +235,7 @@ class Separator(LatentSpaceCheckpoint, TextQueriedSeparator):
             macs += (m * count_macs(self.codec.decode, z, n_samples)
                      + count_macs(self.refiner, *feats)
                      + postfilter_macs(pf, n_samples, n_prompts=m) // 2  # the members' STFTs
-                     + bins * frames * PostNet.pooling_ops() * (2 + m))
+                     + bins * frames * self.refiner.pooling_ops() * (2 + m))
         return macs
 
     def inference_tag(self) -> str:

@@ -23,7 +23,7 @@ from ..data.bank import ClipBank
 from ..data.manifest import read_manifest
 from ..errors import CodecSepError
 from ..losses import neg_si_sdr
-from ..separators.postfilter import apply_postfilter
+from ..separators.postfilter import POOLS, PostFilter, apply_postfilter
 from ..separators.separator import Separator
 from .loop import LoopConfig, Trainer, export_meta
 from .separator import PromptTable, SeparatorRecipe, _rank, separator_batches
@@ -35,6 +35,19 @@ class PostNetRecipe:
     # post-filter (n_fft > 0). One whose refinement has this width already is continued.
     separator: str = ""
     width: int = 32  # of the refinement's MLP (`PostNet`)
+    # its neighbourhoods, "BINSxFRAMES,..." ("": `postfilter.POOLS`, the shipped refinement's)
+    pools: str = ""
+
+    @property
+    def pool_sizes(self) -> tuple:
+        if not self.pools:
+            return POOLS
+        try:
+            return PostFilter(pools=tuple(tuple(int(n) for n in k.split("x"))
+                                          for k in self.pools.split(","))).pools
+        except ValueError:
+            raise CodecSepError(f"--pools: expected BINSxFRAMES,... (odd sizes), got "
+                                f"{self.pools!r}") from None
 
 
 # SeparatorRecipe fields that shape the maskers' training, not the mixtures: refused here (the
@@ -52,18 +65,18 @@ def check_recipe(recipe: SeparatorRecipe) -> None:
 
 
 def load_refinable(post: PostNetRecipe) -> tuple[Separator, str]:
-    """The frozen separator with a `PostNet` of `post.width` on its post-filter (kept if it has
-    one of that width; a new one, zero at its output, otherwise), and the folder it came from."""
+    """The frozen separator with a `PostNet` of `post.width` and `post.pools` on its post-filter
+    (kept if it has that one; a new one, zero at its output, otherwise), and its folder."""
     sep = Separator.load(post.separator or None)
     path = post.separator or str(sep.default_checkpoint)
     pf = sep.config.postfilter
     if not pf.enabled:
         raise CodecSepError(f"{path} has no post-filter to refine (set its postfilter "
                             "with scripts/set_inference.py first)")
-    if pf.net == post.width:
+    if (pf.net, pf.pools) == (post.width, post.pool_sizes):
         model = sep
     else:
-        config = replace(sep.config, postfilter=replace(pf, net=post.width))
+        config = replace(sep.config, postfilter=replace(pf, net=post.width, pools=post.pool_sizes))
         model = Separator(config, codec=sep.codec, text_encoder=sep.text_encoder)
         state = {k: v for k, v in sep.masker.state_dict().items() if not k.startswith("postnet.")}
         missing, unexpected = model.masker.load_state_dict(state, strict=False)
