@@ -193,9 +193,9 @@ class PostNet(nn.Module):
         feats += [_box_mean(along_bins[b], f, 3) for b, f in self.pools]
         # the 1x1 convolutions as matrix products over channels-last features (same weights)
         h = torch.cat(feats, 1).permute(0, 2, 3, 1)
-        for i, layer in enumerate(self.net[::2]):
-            h = F.linear(h, layer.weight.flatten(1), layer.bias)
-            h = F.gelu(h) if i < 2 else h
+        for layer in self.net:
+            h = (F.linear(h, layer.weight.flatten(1), layer.bias) if isinstance(layer, nn.Conv2d)
+                 else layer(h))
         return h[..., 0]
 
 
