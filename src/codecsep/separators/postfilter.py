@@ -46,6 +46,7 @@ class PostFilter:
     power: float = 1.0
     net: int = 0  # width of the learned refinement of the ratio (`PostNet`); 0: none
     pools: tuple = POOLS  # the refinement's neighbourhoods, (bins, frames) each, odd sizes
+    misi: int = 0  # rounds of phase retrieval (MISI) after the re-split; 0: the mixture's phase
 
     def __post_init__(self):
         pools = tuple(tuple(int(n) for n in k) for k in self.pools)  # lists from JSON
@@ -59,6 +60,8 @@ class PostFilter:
                                 f"got {self.n_fft}")
         if not self.power > 0:
             raise CodecSepError(f"postfilter power must be > 0, got {self.power}")
+        if self.misi < 0:
+            raise CodecSepError(f"postfilter misi must be >= 0 rounds, got {self.misi}")
         if self.net < 0 or (self.net and not self.n_fft):
             raise CodecSepError(f"postfilter net must be 0 or a width >= 1 with n_fft set, got "
                                 f"{self.net} (n_fft {self.n_fft})")
@@ -73,13 +76,14 @@ class PostFilter:
         if not self.enabled:
             return ""
         pools = "" if self.pools == POOLS else ":p" + ",".join(f"{b}x{f}" for b, f in self.pools)
-        return f"postfilter:{self.n_fft}^{self.power:g}" + (f"+net{self.net}{pools}"
-                                                           if self.net else "")
+        return (f"postfilter:{self.n_fft}^{self.power:g}"
+                + (f"+net{self.net}{pools}" if self.net else "")
+                + (f"+misi{self.misi}" if self.misi else ""))
 
     @property
     def analytic(self) -> PostFilter:
         """The same filter without its learned refinement."""
-        return PostFilter(self.n_fft, self.power)
+        return PostFilter(self.n_fft, self.power, misi=self.misi)
 
     @classmethod
     def parse(cls, text) -> PostFilter:
@@ -88,7 +92,8 @@ class PostFilter:
             return text
         if isinstance(text, dict):
             return cls(int(text.get("n_fft", 0)), float(text.get("power", 1.0)),
-                       int(text.get("net", 0)), tuple(text.get("pools", POOLS)))
+                       int(text.get("net", 0)), tuple(text.get("pools", POOLS)),
+                       int(text.get("misi", 0)))
         parts = str(text).split(",")
         try:
             if len(parts) > 2:
@@ -124,9 +129,31 @@ def apply_postfilter(mixture: torch.Tensor, parts: torch.Tensor, pf: PostFilter,
     spec = _stft(parts.reshape(-1, w), pf.n_fft, window)
     mag = spec.reshape(k, -1, *mixture.shape[:-1], *spec.shape[1:]).abs() ** pf.power
     ratio = mag[:-1] / mag.sum(0).clamp_min(max(floor, torch.finfo(mag.dtype).tiny))  # (K-1, R, C, bins, frames)
-    x = _stft(mixture, pf.n_fft, window)  # (C, bins, frames)
-    kept = torch.istft((ratio * x).reshape(-1, *x.shape[1:]), pf.n_fft, pf.n_fft // 4,
-                       window=window, center=True, length=w).reshape(k - 1, *parts.shape[1:])
+    return _resplit(mixture, ratio, _stft(mixture, pf.n_fft, window), pf, window, parts.shape)
+
+
+def _resplit(mixture, ratio, x, pf: PostFilter, window, shape) -> torch.Tensor:
+    """Parts of `shape` (K, ..., C, w) from the ratios (K-1, ..., C, bins, frames) of the
+    mixture's STFT x: the first K-1 are iSTFT(ratio X), the last the mixture minus them. With
+    `pf.misi` > 0, that many rounds of MISI (multiple input spectrogram inversion) first: each
+    part keeps the magnitude its ratio gives it and takes the phase of its own time-domain
+    estimate, after the estimates' difference from the mixture is shared out equally."""
+    w, hop = shape[-1], pf.n_fft // 4
+
+    def istft(spec):
+        return torch.istft(spec.reshape(-1, *x.shape[1:]), pf.n_fft, hop, window=window,
+                           center=True, length=w).reshape(spec.shape[0], *shape[1:])
+
+    if not pf.misi:
+        kept = istft(ratio * x)
+    else:
+        spec = torch.cat([ratio, (1 - ratio.sum(0)).unsqueeze(0)]) * x
+        mag, est = spec.abs(), istft(spec)
+        for _ in range(pf.misi):
+            est = est + (mixture - est.sum(0)) / len(est)
+            spec = _stft(est.reshape(-1, w), pf.n_fft, window).reshape(mag.shape)
+            est = istft(mag * spec / spec.abs().clamp_min(torch.finfo(mag.dtype).tiny))
+        kept = est[:-1]
     return torch.cat([kept, (mixture - kept.sum(0)).unsqueeze(0)])
 
 
@@ -149,9 +176,7 @@ def _refined(mixture, parts, members, pf: PostFilter, net: PostNet, window) -> t
     d = net(*(v.reshape(-1, *x.shape[1:]) for v in (log_t, log_r, log_x)),
             log_m.reshape(net.n_members, -1, *x.shape[1:]) * pf.power).reshape(shape)
     ratio = torch.sigmoid(pf.power * (log_t - log_r) + d)
-    kept = torch.istft((ratio * x).reshape(-1, *x.shape[1:]), pf.n_fft, pf.n_fft // 4,
-                       window=window, center=True, length=w).reshape(parts.shape[1:])
-    return torch.stack([kept, mixture - kept])
+    return _resplit(mixture, ratio.unsqueeze(0), x, pf, window, parts.shape)
 
 
 class PostNet(nn.Module):
