@@ -262,3 +262,18 @@ def test_the_shipped_refinement_computes_what_it_was_trained_as():
         slow = net.net(torch.cat(feats, 1))[:, 0]
     assert fast.abs().max() > 0.1  # a trained correction, not the zero of an untrained one
     assert (fast - slow).abs().max() < 1e-4
+
+
+def test_misi_rounds_keep_the_parts_summing_to_the_mixture_and_show_in_the_tag():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 12000, generator=g) * 0.1
+    t = 0.4 * x + 0.02 * torch.randn(1, 12000, generator=g)
+    parts = torch.stack([t, x - t])
+    plain = apply_postfilter(x, parts, PostFilter(1024, 1.25))
+    misi = apply_postfilter(x, parts, PostFilter(1024, 1.25, misi=2))
+    assert torch.allclose(misi.sum(0), x, atol=1e-5)
+    assert 10 < si_sdr(misi[0], plain[0]).item() < 80  # other phases, the same magnitudes roughly
+    assert PostFilter(1024, 1.25, misi=2).tag == "postfilter:1024^1.25+misi2"
+    assert PostFilter.parse({"n_fft": 1024, "misi": 2}).misi == 2
+    with pytest.raises(CodecSepError, match="misi"):
+        PostFilter(1024, misi=-1)
