@@ -16,7 +16,7 @@ from codecsep.errors import CodecSepError
 from codecsep.evaluate import EvalConfig
 from codecsep.metrics import si_sdr
 from codecsep.separators.base import apply_overrides, postfilter_arg
-from codecsep.separators.postfilter import PostFilter, apply_postfilter, postfilter_macs
+from codecsep.separators.postfilter import POOLS, PostFilter, apply_postfilter, postfilter_macs
 from codecsep.separators.separator import Separator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,7 +206,9 @@ def test_the_refinement_is_exported_to_onnx_and_matches_pytorch(tmp_path):
 
     sep = refined_ensemble(tmp_path)
     exported = OnnxSeparator(export_onnx(sep, tmp_path / "onnx", prompts=["dog"]), threads=1)
-    assert exported.manifest["postfilter"] == {"n_fft": 1024, "power": 1.25, "net": 8}
+    assert exported.manifest["postfilter"] == {"n_fft": 1024, "power": 1.25, "net": 8,
+                                               "pools": [list(k) for k in POOLS]}
+    assert exported.postfilter == sep.postfilter
     assert (tmp_path / "onnx" / "postnet.onnx").is_file()
     wav = torch.randn(1, 9000, generator=torch.Generator().manual_seed(2)) * 0.1
     ref = sep.separate(wav, ["dog", "cat"])
@@ -226,7 +228,7 @@ def _pooled_by_definition(v, k):
 
 
 def test_neighbourhood_means_by_cumulative_sums_equal_average_pooling():
-    from codecsep.separators.postfilter import POOLS, _box_mean
+    from codecsep.separators.postfilter import _box_mean
 
     g = torch.Generator().manual_seed(3)
     # log-magnitude-like values: a large offset and a trend, where plain float32 sums drift

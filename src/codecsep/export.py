@@ -176,7 +176,9 @@ def _manifest(separator, files: dict, prompts: list[str], source) -> dict:
         "members": list(separator.members),  # the maskers in masker*.onnx (for both paths)
         "combine": cfg.combine,  # how their masks became one (inside the graph)
         # run outside the graphs, on the waveforms (a learned refinement: "net", postnet.onnx)
-        "postfilter": {"n_fft": pf.n_fft, "power": pf.power, **({"net": pf.net} if pf.net else {})},
+        "postfilter": {"n_fft": pf.n_fft, "power": pf.power,
+                       **({"net": pf.net, "pools": pf.pools} if pf.net else {}),
+                       **({"misi": pf.misi} if pf.misi else {})},
         "source": {"model": str(source) if source else None,
                    "sha256": getattr(separator, "meta", {}).get("sha256")},
     }
