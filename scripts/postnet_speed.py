@@ -1,0 +1,76 @@
+"""Time the shipped post-filter refinement (`postfilter.PostNet`) on one 4-s window, one thread:
+PyTorch as it runs (cumulative sums, channels-last products), PyTorch by its definition (average
+pooling, 1x1 convolutions), and ONNX Runtime on the graph an export traces (the definition).
+
+    python scripts/postnet_speed.py [--frames 17] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from codecsep.demo import DEFAULT_MODEL
+from codecsep.separators.separator import Separator
+
+
+def by_definition(net, log_t, log_r, log_x, member_logits):
+    ref = log_x.mean(dim=(1, 2), keepdim=True)
+    ratio, level = (log_t - log_r)[:, None], (log_x - ref)[:, None]
+    spread = member_logits.transpose(0, 1) - net.power * ratio
+    freq = torch.linspace(-1, 1, log_t.shape[1]).view(1, 1, -1, 1).expand_as(ratio)
+    feats = [ratio, level, (log_t - ref)[:, None], freq, spread]
+    for b, f in net.pools:
+        for v in (ratio, level, spread):
+            pad = F.pad(v, (f // 2, f // 2, b // 2, b // 2), mode="replicate")
+            feats.append(F.avg_pool2d(pad, (b, f), stride=1))
+    return net.net(torch.cat(feats, 1))[:, 0]
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats * 1e3
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=17, help="STFT frames (17: 4 s at hop 1024)")
+    ap.add_argument("--repeats", type=int, default=20)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    sep = Separator.load(DEFAULT_MODEL)
+    net, bins = sep.masker.postnet.eval(), sep.postfilter.n_fft // 2 + 1
+    g = torch.Generator().manual_seed(0)
+    args = tuple(torch.randn(1, bins, a.frames, generator=g) for _ in range(3))
+    args += (torch.randn(net.n_members, 1, bins, a.frames, generator=g),)
+    with torch.no_grad():
+        fast, ref = net(*args), by_definition(net, *args)
+        print(f"largest difference, as it runs vs by definition: {(fast - ref).abs().max():.1e}")
+        print(f"PyTorch, as it runs:    {timed(lambda: net(*args), a.repeats):6.1f} ms")
+        print(f"PyTorch, by definition: {timed(lambda: by_definition(net, *args), a.repeats):6.1f} ms")
+    import onnxruntime as ort
+
+    from codecsep.export import export_onnx
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(sep, Path(tmp), prompts=["dog"])
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        s = ort.InferenceSession(str(Path(tmp) / "postnet.onnx"), so)
+        feed = {i.name: v.numpy() for i, v in zip(s.get_inputs(), args)}
+        out = s.run(None, feed)[0]
+        print(f"ONNX Runtime (export):  {timed(lambda: s.run(None, feed), a.repeats):6.1f} ms "
+              f"(largest difference {np.abs(out - ref.numpy()).max():.1e})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
