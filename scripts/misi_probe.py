@@ -16,8 +16,15 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from codecsep.evaluate import (add_item_set_arguments, bootstrap_ci, by_mixture, item_set,
-                               parse_item_set_args, run_model, score)
+from codecsep.evaluate import (
+    add_item_set_arguments,
+    bootstrap_ci,
+    by_mixture,
+    item_set,
+    parse_item_set_args,
+    run_model,
+    score,
+)
 
 
 def main() -> None:

@@ -8,9 +8,10 @@ the target's, for w ~ exp(e.c / t + beta s a.c) over a range of beta, with two k
 
   label         the class name (anchoring must keep these where they are)
   left-out      each training caption of the target's class, removed from the anchor keys: a
-                phrasing the anchors have never seen, without using the held-out paraphrases
+                phrasing the anchors have never seen (the held-out paraphrases are not used)
 
-    python scripts/mixture_prior_probe.py data/eval/two_source-valid-0 data/eval/three_source-valid-0
+    python scripts/mixture_prior_probe.py data/eval/two_source-valid-0 \\
+        data/eval/three_source-valid-0
 
 Nothing here separates audio; it measures routing only.
 """
@@ -18,8 +19,8 @@ Nothing here separates audio; it measures routing only.
 from __future__ import annotations
 
 import argparse
-import math
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 

@@ -35,8 +35,9 @@ def main() -> int:
         raise SystemExit("the two runs share no items (not the same mixtures?)")
     gap = np.array([float(a[k]["si_sdri"]) - float(b[k]["si_sdri"]) for k in keys])
     big = gap > args.big
+    spread = " / ".join(f"{q:+.2f}" for q in np.percentile(gap, [5, 25, 75, 95]))
     print(f"{len(keys)} items: gap mean {gap.mean():+.2f} dB, median {np.median(gap):+.2f}; "
-          f"5/25/75/95th percentiles {' / '.join(f'{q:+.2f}' for q in np.percentile(gap, [5, 25, 75, 95]))}")
+          f"5/25/75/95th percentiles {spread}")
     print(f"{big.sum()} items lose more than {args.big:g} dB and carry "
           f"{gap[big].sum() / len(gap):+.2f} dB of the mean; the other {(~big).sum()} average "
           f"{gap[~big].mean():+.2f}")
