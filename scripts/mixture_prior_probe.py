@@ -63,8 +63,8 @@ def main() -> int:
             prior = scale * (caps @ enc.embed(wav, sr))  # (N,)
             for target in targets:
                 prompts = [("label", name_emb[target], None)]
-                prompts += [("left-out", sep.text_encoder.embed([c]).float()[0], i)
-                            for i, c in enumerate(texts) if labels[i] == target]
+                prompts += [("left-out", caps[i], i) for i, lab in enumerate(labels)
+                            if lab == target]
                 for kind, e, drop in prompts:
                     logits = caps @ e / anchors.temperature
                     for b in betas:

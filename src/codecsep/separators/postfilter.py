@@ -190,7 +190,7 @@ class PostNet(nn.Module):
 
     def __init__(self, width: int, n_members: int, power: float, pools=POOLS):
         super().__init__()
-        self.n_members, self.power, self.pools = n_members, power, tuple(map(tuple, pools))
+        self.n_members, self.power, self.pools = n_members, power, pools
         n_in = 4 + n_members + len(self.pools) * (2 + n_members)
         self.net = nn.Sequential(nn.Conv2d(n_in, width, 1), nn.GELU(), nn.Conv2d(width, width, 1),
                                  nn.GELU(), nn.Conv2d(width, 1, 1))
@@ -204,10 +204,15 @@ class PostNet(nn.Module):
         passes = len({b for b, _ in self.pools} - {1}) + sum(f > 1 for _, f in self.pools)
         return 6 * passes
 
-    def forward(self, log_t, log_r, log_x, member_logits):
+    def forward(self, log_t, log_r, log_x, member_logits, fast: bool | None = None):
         """log-magnitudes (N, bins, frames) of target, residual and mixture, and the members'
         ratio logits a (log|T_m| - log|R_m|), (M, N, bins, frames) -> the logit's correction,
-        (N, bins, frames)."""
+        (N, bins, frames). `fast`: neighbourhood means by cumulative sums and the 1x1 layers as
+        channels-last products (PyTorch's fastest), else average pooling and 1x1 convolutions
+        (ONNX Runtime's fastest); None: fast unless an ONNX export is tracing. They agree to
+        float precision (`scripts/postnet_speed.py` times both)."""
+        if fast is None:
+            fast = not torch.onnx.is_in_onnx_export()
         ref = log_x.mean(dim=(1, 2), keepdim=True)
         ratio = (log_t - log_r)[:, None]
         level = (log_x - ref)[:, None]
@@ -215,10 +220,9 @@ class PostNet(nn.Module):
         freq = torch.linspace(-1, 1, log_t.shape[1], dtype=log_t.dtype, device=log_t.device)
         feats = [ratio, level, (log_t - ref)[:, None], freq.view(1, 1, -1, 1).expand_as(ratio),
                  spread]
-        feats += _neighbourhood_means(torch.cat([ratio, level, spread], 1), self.pools)
-        if torch.onnx.is_in_onnx_export():  # ONNX Runtime runs the 1x1 convolutions faster
+        feats += _neighbourhood_means(torch.cat([ratio, level, spread], 1), self.pools, fast)
+        if not fast:
             return self.net(torch.cat(feats, 1))[:, 0]
-        # PyTorch: the 1x1 convolutions as matrix products over channels-last features
         h = torch.cat(feats, 1).permute(0, 2, 3, 1)
         for layer in self.net:
             h = (F.linear(h, layer.weight.flatten(1), layer.bias) if isinstance(layer, nn.Conv2d)
@@ -226,14 +230,13 @@ class PostNet(nn.Module):
         return h[..., 0]
 
 
-def _neighbourhood_means(v: torch.Tensor, pools) -> list[torch.Tensor]:
-    """v (N, C, bins, frames) averaged over each (bins, frames) neighbourhood, edges replicated.
-    PyTorch runs it fastest as cumulative sums (`_box_mean`, shared passes along the bins), ONNX
-    Runtime as average pooling, so an ONNX export traces the pooling (and `PostNet` its 1x1
-    convolutions); the two agree to float precision. On the shipped refinement, one thread, a 4-s
-    window (`scripts/postnet_speed.py`): PyTorch 11 ms this way, 27 ms as pooling and convolutions;
-    ONNX Runtime 6 ms on the export (about 1.5x slower when traced from this way)."""
-    if torch.onnx.is_in_onnx_export():
+def _neighbourhood_means(v: torch.Tensor, pools, by_sums: bool) -> list[torch.Tensor]:
+    """v (N, C, bins, frames) averaged over each (bins, frames) neighbourhood, edges replicated:
+    by cumulative sums (`_box_mean`, shared passes along the bins) or by average pooling. On the
+    shipped refinement, one thread, a 4-s window (`scripts/postnet_speed.py`): PyTorch 11 ms by
+    sums, 27 ms by pooling; ONNX Runtime 6 ms on the export (pooling; about 1.5x slower traced
+    from the sums)."""
+    if not by_sums:
         return [F.avg_pool2d(F.pad(v, (f // 2, f // 2, b // 2, b // 2), mode="replicate"), (b, f),
                              stride=1) for b, f in pools]
     along_bins = {b: _box_mean(v, b, 2) for b in {b for b, _ in pools}}
